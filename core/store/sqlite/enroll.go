@@ -1,0 +1,203 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/defenseunicorns/peat-gateway/core/model"
+	"github.com/defenseunicorns/peat-gateway/core/store"
+)
+
+// hourMs is the rate limiter's sliding window.
+const hourMs = 3_600_000
+
+// Enroll applies one approved enrollment atomically: formation state, rate
+// limit, token consumption, peer quota, audit, certificate.
+func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
+	return s.write(ctx, func(t *txn) error {
+		var status string
+		err := t.row(`SELECT status FROM formations WHERE org_id = ? AND app_id = ?`, e.OrgID, e.AppID).Scan(&status)
+		if err == sql.ErrNoRows {
+			if err := t.orgExists(e.OrgID); err != nil {
+				return err
+			}
+			return store.ErrFormationNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if model.FormationStatus(status) != model.FormationActive {
+			return store.ErrSuspended
+		}
+
+		// The count stops at the limit, so its cost is bounded by the limit
+		// however many approvals the window holds; the partial index makes it
+		// a range scan over approvals only.
+		since := int64(0)
+		if e.NowMs > hourMs {
+			since = int64(e.NowMs - hourMs)
+		}
+		var n int64
+		if err := t.row(`SELECT count(*) FROM (SELECT 1 FROM enrollment_audit
+			WHERE org_id = ? AND approved = 1 AND timestamp_ms >= ? LIMIT ?)`,
+			e.OrgID, since, int64(e.RateLimit)).Scan(&n); err != nil {
+			return err
+		}
+		if n >= int64(e.RateLimit) {
+			return fmt.Errorf("%w: %d enrollments in the last hour", store.ErrRateLimited, n)
+		}
+
+		if e.TokenID != "" {
+			tk, err := scanToken(t.row(`SELECT `+tokenCols+` FROM enrollment_tokens WHERE org_id = ? AND token_id = ?`, e.OrgID, e.TokenID))
+			switch {
+			case err == sql.ErrNoRows:
+				return fmt.Errorf("%w: unknown token", store.ErrTokenInvalid)
+			case err != nil:
+				return err
+			case tk.AppID != e.AppID:
+				return fmt.Errorf("%w: token is for another formation", store.ErrTokenInvalid)
+			case tk.Revoked:
+				return fmt.Errorf("%w: revoked", store.ErrTokenInvalid)
+			case tk.ExpiresAt != nil && e.NowMs > *tk.ExpiresAt:
+				return fmt.Errorf("%w: expired", store.ErrTokenInvalid)
+			case tk.MaxUses != nil && tk.Uses >= *tk.MaxUses:
+				return fmt.Errorf("%w: exhausted", store.ErrTokenInvalid)
+			}
+			if _, err := t.exec(`UPDATE enrollment_tokens SET uses = uses + 1 WHERE org_id = ? AND token_id = ?`, e.OrgID, e.TokenID); err != nil {
+				return err
+			}
+		}
+
+		if c := e.Certificate; c != nil {
+			var live int64
+			if err := t.row(`SELECT count(*) FROM certificates WHERE org_id = ? AND app_id = ? AND revoked = 0`,
+				e.OrgID, e.AppID).Scan(&live); err != nil {
+				return err
+			}
+			if live >= int64(e.PeerLimit) {
+				return fmt.Errorf("%w: max_peers_per_formation %d", store.ErrQuota, e.PeerLimit)
+			}
+		}
+
+		if err := t.appendAudit(e.Audit); err != nil {
+			return err
+		}
+		if c := e.Certificate; c != nil {
+			var revokedAt sql.NullInt64
+			if c.RevokedAt != nil {
+				revokedAt = sql.NullInt64{Int64: int64(*c.RevokedAt), Valid: true}
+			}
+			// The certificate belongs to the enrolling formation whatever the
+			// caller filled in.
+			if _, err := t.exec(`INSERT INTO certificates(`+certCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+				c.Serial, e.OrgID, e.AppID, c.PeerID, c.NodeID, c.SubjectKey, c.Fingerprint, c.Tier, c.Permissions,
+				int64(c.IssuedAt), int64(c.ExpiresAt), b2i(c.Revoked), revokedAt, c.AuditID, c.Raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+const certCols = `serial, org_id, app_id, peer_id, node_id, subject_public_key, fingerprint, tier, permissions,
+	issued_at, expires_at, revoked, revoked_at, audit_id, raw`
+
+func scanCert(sc scanner) (model.Certificate, error) {
+	var c model.Certificate
+	var issued, expires int64
+	var revokedAt sql.NullInt64
+	err := sc.Scan(&c.Serial, &c.OrgID, &c.AppID, &c.PeerID, &c.NodeID, &c.SubjectKey, &c.Fingerprint, &c.Tier,
+		&c.Permissions, &issued, &expires, &c.Revoked, &revokedAt, &c.AuditID, &c.Raw)
+	c.IssuedAt, c.ExpiresAt = uint64(issued), uint64(expires)
+	if revokedAt.Valid {
+		v := uint64(revokedAt.Int64)
+		c.RevokedAt = &v
+	}
+	return c, err
+}
+
+func (s *Store) listCerts(ctx context.Context, query string, args ...any) ([]model.Certificate, error) {
+	rows, err := s.rows(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []model.Certificate{}
+	for rows.Next() {
+		c, err := scanCert(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// ListCertificates lists a formation's certificates by issue time.
+func (s *Store) ListCertificates(ctx context.Context, orgID, appID string) ([]model.Certificate, error) {
+	return s.listCerts(ctx, `SELECT `+certCols+` FROM certificates WHERE org_id = ? AND app_id = ?
+		ORDER BY issued_at, serial`, orgID, appID)
+}
+
+// GetCertificate returns one certificate (ErrNotFound).
+func (s *Store) GetCertificate(ctx context.Context, orgID, appID, serial string) (model.Certificate, error) {
+	c, err := scanCert(s.row(ctx, `SELECT `+certCols+` FROM certificates WHERE org_id = ? AND app_id = ? AND serial = ?`,
+		orgID, appID, serial))
+	return c, notFound(err, store.ErrNotFound)
+}
+
+// RevokeCertificate revokes one certificate and bumps the formation's
+// revocation sequence in the same transaction.
+func (s *Store) RevokeCertificate(ctx context.Context, orgID, appID, serial string, nowMs uint64) (model.Certificate, error) {
+	var c model.Certificate
+	err := s.write(ctx, func(t *txn) error {
+		var err error
+		c, err = scanCert(t.row(`SELECT `+certCols+` FROM certificates WHERE org_id = ? AND app_id = ? AND serial = ?`,
+			orgID, appID, serial))
+		if err != nil {
+			return notFound(err, store.ErrNotFound)
+		}
+		if c.Revoked {
+			return store.ErrAlreadyRevoked
+		}
+		c.Revoked, c.RevokedAt = true, &nowMs
+		if _, err := t.exec(`UPDATE certificates SET revoked = 1, revoked_at = ? WHERE org_id = ? AND app_id = ? AND serial = ?`,
+			int64(nowMs), orgID, appID, serial); err != nil {
+			return err
+		}
+		_, err = t.exec(`UPDATE formations SET revocation_seq = revocation_seq + 1 WHERE org_id = ? AND app_id = ?`, orgID, appID)
+		return err
+	})
+	return c, err
+}
+
+// ListRevoked returns the revoked certificates (by revocation time) and the
+// formation's revocation sequence, read from one snapshot.
+func (s *Store) ListRevoked(ctx context.Context, orgID, appID string) ([]model.Certificate, uint64, error) {
+	// One read transaction so the list and the sequence agree.
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback()
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `SELECT revocation_seq FROM formations WHERE org_id = ? AND app_id = ?`, orgID, appID).Scan(&seq); err != nil {
+		return nil, 0, notFound(err, store.ErrFormationNotFound)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+certCols+` FROM certificates WHERE org_id = ? AND app_id = ? AND revoked = 1
+		ORDER BY revoked_at, serial`, orgID, appID)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	out := []model.Certificate{}
+	for rows.Next() {
+		c, err := scanCert(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, c)
+	}
+	return out, uint64(seq), rows.Err()
+}

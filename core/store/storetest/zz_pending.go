@@ -1,0 +1,5 @@
+package storetest
+
+var (
+	concurrencyTests []subtest
+)
