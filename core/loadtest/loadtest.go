@@ -284,6 +284,7 @@ type tenantScenario struct {
 	readPct int
 	ids     []string
 	run     string
+	seq     atomic.Uint64 // unique formation ids across warm-up and run
 }
 
 func (s *tenantScenario) Setup(ctx context.Context, c *Client) error {
@@ -309,7 +310,7 @@ func (s *tenantScenario) Step(c *Client, w int, n uint64) (string, int, error) {
 		st, _, err := c.Do("GET", "/orgs/"+org, nil, nil)
 		return "GET /orgs/{org}", st, err
 	}
-	body := fmt.Appendf(nil, `{"app_id":"f-%s-%d-%d","enrollment_policy":"Open"}`, s.run, w, n)
+	body := fmt.Appendf(nil, `{"app_id":"f-%s-%d","enrollment_policy":"Open"}`, s.run, s.seq.Add(1))
 	st, _, err := c.Do("POST", "/orgs/"+org+"/formations", body, nil)
 	return "POST /orgs/{org}/formations", st, err
 }
