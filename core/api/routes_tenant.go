@@ -98,7 +98,7 @@ func (s *Server) createOrg(c *fasthttp.RequestCtx, _ []string) {
 		missing(c, "display_name")
 		return
 	}
-	org, err := s.cfg.Tenant.CreateOrg(c, *req.OrgID, *req.DisplayName)
+	org, err := s.cfg.Tenant.CreateOrg(ctxOf(c), *req.OrgID, *req.DisplayName)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -107,7 +107,7 @@ func (s *Server) createOrg(c *fasthttp.RequestCtx, _ []string) {
 }
 
 func (s *Server) listOrgs(c *fasthttp.RequestCtx, _ []string) {
-	orgs, err := s.cfg.Tenant.ListOrgs(c)
+	orgs, err := s.cfg.Tenant.ListOrgs(ctxOf(c))
 	if err != nil {
 		s.failAs(c, 400, err)
 		return
@@ -116,7 +116,7 @@ func (s *Server) listOrgs(c *fasthttp.RequestCtx, _ []string) {
 }
 
 func (s *Server) getOrg(c *fasthttp.RequestCtx, p []string) {
-	org, err := s.cfg.Tenant.GetOrg(c, p[0])
+	org, err := s.cfg.Tenant.GetOrg(ctxOf(c), p[0])
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -160,7 +160,7 @@ func (s *Server) patchOrg(c *fasthttp.RequestCtx, p []string) {
 		}
 		patch.Quotas = &nq
 	}
-	org, err := s.cfg.Tenant.UpdateOrg(c, p[0], patch)
+	org, err := s.cfg.Tenant.UpdateOrg(ctxOf(c), p[0], patch)
 	if err != nil {
 		s.failAs(c, 404, err)
 		return
@@ -169,7 +169,7 @@ func (s *Server) patchOrg(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) deleteOrg(c *fasthttp.RequestCtx, p []string) {
-	if err := s.cfg.Tenant.DeleteOrg(c, p[0]); err != nil {
+	if err := s.cfg.Tenant.DeleteOrg(ctxOf(c), p[0]); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -197,7 +197,7 @@ func (s *Server) createFormation(c *fasthttp.RequestCtx, p []string) {
 			return
 		}
 	}
-	f, err := s.cfg.Tenant.CreateFormation(c, p[0], *req.AppID, policy)
+	f, err := s.cfg.Tenant.CreateFormation(ctxOf(c), p[0], *req.AppID, policy)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -206,7 +206,7 @@ func (s *Server) createFormation(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) listFormations(c *fasthttp.RequestCtx, p []string) {
-	fs, err := s.cfg.Tenant.ListFormations(c, p[0])
+	fs, err := s.cfg.Tenant.ListFormations(ctxOf(c), p[0])
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -215,7 +215,7 @@ func (s *Server) listFormations(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) getFormation(c *fasthttp.RequestCtx, p []string) {
-	f, err := s.cfg.Tenant.GetFormation(c, p[0], p[1])
+	f, err := s.cfg.Tenant.GetFormation(ctxOf(c), p[0], p[1])
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -224,7 +224,7 @@ func (s *Server) getFormation(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) deleteFormation(c *fasthttp.RequestCtx, p []string) {
-	if err := s.cfg.Tenant.DeleteFormation(c, p[0], p[1]); err != nil {
+	if err := s.cfg.Tenant.DeleteFormation(ctxOf(c), p[0], p[1]); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -233,7 +233,7 @@ func (s *Server) deleteFormation(c *fasthttp.RequestCtx, p []string) {
 
 func (s *Server) setFormationStatus(st model.FormationStatus) func(*fasthttp.RequestCtx, []string) {
 	return func(c *fasthttp.RequestCtx, p []string) {
-		f, err := s.cfg.Tenant.SetFormationStatus(c, p[0], p[1], st)
+		f, err := s.cfg.Tenant.SetFormationStatus(ctxOf(c), p[0], p[1], st)
 		if err != nil {
 			s.fail(c, err)
 			return
@@ -262,7 +262,7 @@ func (s *Server) createToken(c *fasthttp.RequestCtx, p []string) {
 		missing(c, "label")
 		return
 	}
-	t, err := s.cfg.Tenant.CreateToken(c, p[0], tenant.TokenRequest{AppID: *req.AppID, Label: *req.Label,
+	t, err := s.cfg.Tenant.CreateToken(ctxOf(c), p[0], tenant.TokenRequest{AppID: *req.AppID, Label: *req.Label,
 		MaxUses: req.MaxUses, ExpiresAt: req.ExpiresAt})
 	if err != nil {
 		s.failAs(c, 400, err)
@@ -272,7 +272,7 @@ func (s *Server) createToken(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) listTokens(c *fasthttp.RequestCtx, p []string) {
-	ts, err := s.cfg.Tenant.ListTokens(c, p[0], p[1])
+	ts, err := s.cfg.Tenant.ListTokens(ctxOf(c), p[0], p[1])
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -281,7 +281,7 @@ func (s *Server) listTokens(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) getToken(c *fasthttp.RequestCtx, p []string) {
-	t, err := s.cfg.Tenant.GetToken(c, p[0], p[1])
+	t, err := s.cfg.Tenant.GetToken(ctxOf(c), p[0], p[1])
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -290,7 +290,7 @@ func (s *Server) getToken(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) deleteToken(c *fasthttp.RequestCtx, p []string) {
-	if err := s.cfg.Tenant.DeleteToken(c, p[0], p[1]); err != nil {
+	if err := s.cfg.Tenant.DeleteToken(ctxOf(c), p[0], p[1]); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -298,7 +298,7 @@ func (s *Server) deleteToken(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) revokeToken(c *fasthttp.RequestCtx, p []string) {
-	t, err := s.cfg.Tenant.RevokeToken(c, p[0], p[1])
+	t, err := s.cfg.Tenant.RevokeToken(ctxOf(c), p[0], p[1])
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -320,7 +320,7 @@ func (s *Server) createSink(c *fasthttp.RequestCtx, p []string) {
 		missing(c, "sink_type")
 		return
 	}
-	sc, err := s.cfg.Tenant.CreateSink(c, p[0], *req.SinkType, req.Filters)
+	sc, err := s.cfg.Tenant.CreateSink(ctxOf(c), p[0], *req.SinkType, req.Filters)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -329,7 +329,7 @@ func (s *Server) createSink(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) listSinks(c *fasthttp.RequestCtx, p []string) {
-	ss, err := s.cfg.Tenant.ListSinks(c, p[0])
+	ss, err := s.cfg.Tenant.ListSinks(ctxOf(c), p[0])
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -338,7 +338,7 @@ func (s *Server) listSinks(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) getSink(c *fasthttp.RequestCtx, p []string) {
-	sc, err := s.cfg.Tenant.GetSink(c, p[0], p[1])
+	sc, err := s.cfg.Tenant.GetSink(ctxOf(c), p[0], p[1])
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -358,7 +358,7 @@ func (s *Server) patchSink(c *fasthttp.RequestCtx, p []string) {
 		missing(c, "enabled")
 		return
 	}
-	sc, err := s.cfg.Tenant.PatchSink(c, p[0], p[1], tenant.SinkPatch{Enabled: req.Enabled, Filters: req.Filters})
+	sc, err := s.cfg.Tenant.PatchSink(ctxOf(c), p[0], p[1], tenant.SinkPatch{Enabled: req.Enabled, Filters: req.Filters})
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -367,7 +367,7 @@ func (s *Server) patchSink(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) deleteSink(c *fasthttp.RequestCtx, p []string) {
-	if err := s.cfg.Tenant.DeleteSink(c, p[0], p[1]); err != nil {
+	if err := s.cfg.Tenant.DeleteSink(ctxOf(c), p[0], p[1]); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -394,7 +394,7 @@ func (s *Server) createIdp(c *fasthttp.RequestCtx, p []string) {
 			return
 		}
 	}
-	i, err := s.cfg.Tenant.CreateIdp(c, p[0], tenant.IdpRequest{IssuerURL: *req.IssuerURL, ClientID: *req.ClientID,
+	i, err := s.cfg.Tenant.CreateIdp(ctxOf(c), p[0], tenant.IdpRequest{IssuerURL: *req.IssuerURL, ClientID: *req.ClientID,
 		ClientSecret: *req.ClientSecret, AllowHTTP: s.cfg.AllowHTTPIssuers})
 	if err != nil {
 		s.fail(c, err)
@@ -404,7 +404,7 @@ func (s *Server) createIdp(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) listIdps(c *fasthttp.RequestCtx, p []string) {
-	is, err := s.cfg.Tenant.ListIdps(c, p[0])
+	is, err := s.cfg.Tenant.ListIdps(ctxOf(c), p[0])
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -413,7 +413,7 @@ func (s *Server) listIdps(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) getIdp(c *fasthttp.RequestCtx, p []string) {
-	i, err := s.cfg.Tenant.GetIdp(c, p[0], p[1])
+	i, err := s.cfg.Tenant.GetIdp(ctxOf(c), p[0], p[1])
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -432,7 +432,7 @@ func (s *Server) patchIdp(c *fasthttp.RequestCtx, p []string) {
 		missing(c, "enabled")
 		return
 	}
-	i, err := s.cfg.Tenant.SetIdpEnabled(c, p[0], p[1], *req.Enabled)
+	i, err := s.cfg.Tenant.SetIdpEnabled(ctxOf(c), p[0], p[1], *req.Enabled)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -441,7 +441,7 @@ func (s *Server) patchIdp(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) deleteIdp(c *fasthttp.RequestCtx, p []string) {
-	if err := s.cfg.Tenant.DeleteIdp(c, p[0], p[1]); err != nil {
+	if err := s.cfg.Tenant.DeleteIdp(ctxOf(c), p[0], p[1]); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -483,7 +483,7 @@ func (s *Server) createRule(c *fasthttp.RequestCtx, p []string) {
 	if req.Effect != nil {
 		r.Effect = *req.Effect
 	}
-	out, err := s.cfg.Tenant.CreatePolicyRule(c, p[0], r)
+	out, err := s.cfg.Tenant.CreatePolicyRule(ctxOf(c), p[0], r)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -492,7 +492,7 @@ func (s *Server) createRule(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) listRules(c *fasthttp.RequestCtx, p []string) {
-	rs, err := s.cfg.Tenant.ListPolicyRules(c, p[0])
+	rs, err := s.cfg.Tenant.ListPolicyRules(ctxOf(c), p[0])
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -501,7 +501,7 @@ func (s *Server) listRules(c *fasthttp.RequestCtx, p []string) {
 }
 
 func (s *Server) deleteRule(c *fasthttp.RequestCtx, p []string) {
-	if err := s.cfg.Tenant.DeletePolicyRule(c, p[0], p[1]); err != nil {
+	if err := s.cfg.Tenant.DeletePolicyRule(ctxOf(c), p[0], p[1]); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -524,7 +524,7 @@ func (s *Server) listAudit(c *fasthttp.RequestCtx, p []string) {
 		a := string(args.Peek("app_id"))
 		app = &a
 	}
-	es, err := s.cfg.Tenant.ListAudit(c, p[0], app, limit)
+	es, err := s.cfg.Tenant.ListAudit(ctxOf(c), p[0], app, limit)
 	if err != nil {
 		s.fail(c, err)
 		return

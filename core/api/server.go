@@ -302,3 +302,12 @@ type slogPrinter struct{ l *slog.Logger }
 func (p slogPrinter) Printf(format string, args ...any) {
 	p.l.Debug("fasthttp", "msg", strconv.Quote(format), "args", args)
 }
+
+// ctxOf returns the context for a request's domain calls. fasthttp's
+// RequestCtx is itself a context, but one that is cancelled the moment the
+// server starts shutting down, which would fail in-flight requests that
+// graceful shutdown is meant to let finish; so handlers use a detached one.
+func ctxOf(_ *fasthttp.RequestCtx) context.Context { return context.Background() }
+
+// Context is ctxOf for route modules in other files.
+func Context(c *fasthttp.RequestCtx) context.Context { return ctxOf(c) }
