@@ -180,7 +180,7 @@ func (s *Server) deleteOrg(c *fasthttp.RequestCtx, p []string) {
 
 func (s *Server) createFormation(c *fasthttp.RequestCtx, p []string) {
 	var req struct {
-		AppID            *string          `json:"app_id"`
+		AppID            *string         `json:"app_id"`
 		EnrollmentPolicy json.RawMessage `json:"enrollment_policy"`
 	}
 	if !decodeJSON(c, &req) {

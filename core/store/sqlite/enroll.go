@@ -31,17 +31,12 @@ func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 			return store.ErrSuspended
 		}
 
-		// The count stops at the limit, so its cost is bounded by the limit
-		// however many approvals the window holds; the partial index makes it
-		// a range scan over approvals only.
 		since := int64(0)
 		if e.NowMs > hourMs {
 			since = int64(e.NowMs - hourMs)
 		}
-		var n int64
-		if err := t.row(`SELECT count(*) FROM (SELECT 1 FROM enrollment_audit
-			WHERE org_id = ? AND approved = 1 AND timestamp_ms >= ? LIMIT ?)`,
-			e.OrgID, since, int64(e.RateLimit)).Scan(&n); err != nil {
+		n, err := t.approvalsSince(e.OrgID, since, int64(e.RateLimit))
+		if err != nil {
 			return err
 		}
 		if n >= int64(e.RateLimit) {
@@ -70,9 +65,11 @@ func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 		}
 
 		if c := e.Certificate; c != nil {
+			// Counting stops at the limit, so the cost is bounded by the quota.
 			var live int64
-			if err := t.row(`SELECT count(*) FROM certificates WHERE org_id = ? AND app_id = ? AND revoked = 0`,
-				e.OrgID, e.AppID).Scan(&live); err != nil {
+			if err := t.row(`SELECT count(*) FROM (SELECT 1 FROM certificates
+				WHERE org_id = ? AND app_id = ? AND revoked = 0 LIMIT ?)`,
+				e.OrgID, e.AppID, int64(e.PeerLimit)).Scan(&live); err != nil {
 				return err
 			}
 			if live >= int64(e.PeerLimit) {
@@ -98,6 +95,42 @@ func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 		}
 		return nil
 	})
+}
+
+// minuteMs is the width of a rate-limit bucket.
+const minuteMs = 60_000
+
+// approvalsSince counts the org's approvals with timestamp_ms >= since. Whole
+// minutes come from the enrollment_rate buckets; the partial minute at the
+// window's start is counted from the audit index, so the result is exact.
+// limit lets the index count stop early once the answer is known.
+func (t *txn) approvalsSince(orgID string, since, limit int64) (int64, error) {
+	if t.s.rateByIndex {
+		var n int64
+		err := t.row(`SELECT count(*) FROM (SELECT 1 FROM enrollment_audit
+			WHERE org_id = ? AND approved = 1 AND timestamp_ms >= ? LIMIT ?)`, orgID, since, limit).Scan(&n)
+		return n, err
+	}
+	firstFull := (since + minuteMs - 1) / minuteMs
+	var buckets, edge int64
+	if err := t.row(`SELECT coalesce(sum(n), 0) FROM enrollment_rate WHERE org_id = ? AND minute >= ?`,
+		orgID, firstFull).Scan(&buckets); err != nil {
+		return 0, err
+	}
+	if buckets >= limit {
+		return buckets, nil
+	}
+	if err := t.row(`SELECT count(*) FROM (SELECT 1 FROM enrollment_audit
+		WHERE org_id = ? AND approved = 1 AND timestamp_ms >= ? AND timestamp_ms < ? LIMIT ?)`,
+		orgID, since, firstFull*minuteMs, limit-buckets).Scan(&edge); err != nil {
+		return 0, err
+	}
+	// Buckets more than two hours old can never be read again; dropping them
+	// here keeps the table at about 120 rows per org.
+	if _, err := t.exec(`DELETE FROM enrollment_rate WHERE org_id = ? AND minute < ?`, orgID, firstFull-120); err != nil {
+		return 0, err
+	}
+	return buckets + edge, nil
 }
 
 const certCols = `serial, org_id, app_id, peer_id, node_id, subject_public_key, fingerprint, tier, permissions,

@@ -34,8 +34,11 @@ func (s *Store) CreateFormation(ctx context.Context, f model.Formation, genesis 
 	}
 	return s.write(ctx, func(t *txn) error {
 		var max, count int64
-		err := t.row(`SELECT max_formations, (SELECT count(*) FROM formations WHERE org_id = ?1)
-			FROM orgs WHERE org_id = ?1`, f.OrgID).Scan(&max, &count)
+		// Counting stops at the quota, so the cost is bounded by it.
+		err := t.row(`SELECT max_formations FROM orgs WHERE org_id = ?`, f.OrgID).Scan(&max)
+		if err == nil {
+			err = t.row(`SELECT count(*) FROM (SELECT 1 FROM formations WHERE org_id = ? LIMIT ?)`, f.OrgID, max).Scan(&count)
+		}
 		if errors.Is(err, sql.ErrNoRows) {
 			return store.ErrOrgNotFound
 		}

@@ -169,6 +169,11 @@ func (t *txn) appendAudit(e model.AuditEntry) error {
 	_, err = t.exec(`INSERT INTO enrollment_audit(`+auditCols+`, approved) VALUES (?,?,?,?,?,?,?,?,?,?)`,
 		e.AuditID, e.OrgID, e.AppID, e.IdpID, e.Subject, string(dec), e.Reason, serial, int64(e.TimestampMs),
 		b2i(e.Decision.Approved != nil))
+	if err != nil || e.Decision.Approved == nil {
+		return err
+	}
+	_, err = t.exec(`INSERT INTO enrollment_rate(org_id, minute, n) VALUES (?, ?, 1)
+		ON CONFLICT (org_id, minute) DO UPDATE SET n = n + 1`, e.OrgID, int64(e.TimestampMs/minuteMs))
 	return err
 }
 

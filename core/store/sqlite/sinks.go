@@ -68,8 +68,10 @@ func (s *Store) CreateSink(ctx context.Context, c model.CdcSinkConfig) error {
 	}
 	return s.write(ctx, func(t *txn) error {
 		var max, count int64
-		err := t.row(`SELECT max_cdc_sinks, (SELECT count(*) FROM cdc_sinks WHERE org_id = ?1)
-			FROM orgs WHERE org_id = ?1`, c.OrgID).Scan(&max, &count)
+		err := t.row(`SELECT max_cdc_sinks FROM orgs WHERE org_id = ?`, c.OrgID).Scan(&max)
+		if err == nil {
+			err = t.row(`SELECT count(*) FROM (SELECT 1 FROM cdc_sinks WHERE org_id = ? LIMIT ?)`, c.OrgID, max).Scan(&count)
+		}
 		if err != nil {
 			return notFound(err, store.ErrOrgNotFound)
 		}

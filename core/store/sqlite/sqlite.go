@@ -45,6 +45,10 @@ type Store struct {
 
 	rmu    sync.Mutex
 	rstmts map[string]*sql.Stmt
+
+	// rateByIndex makes the rate limiter count audit rows instead of
+	// summing minute buckets; kept only so benchmarks can compare the two.
+	rateByIndex bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -53,6 +57,7 @@ type config struct {
 	readers     int
 	synchronous string
 	busyMs      int
+	rateByIndex bool
 }
 
 // Option tunes Open.
@@ -121,7 +126,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
-	s := &Store{w: w, wc: wc, wstmts: map[string]*sql.Stmt{}, rstmts: map[string]*sql.Stmt{}}
+	s := &Store{w: w, wc: wc, wstmts: map[string]*sql.Stmt{}, rstmts: map[string]*sql.Stmt{}, rateByIndex: cfg.rateByIndex}
 	r, err := sql.Open("sqlite", "file:"+path+"?"+pragmas("query_only(1)"))
 	if err != nil {
 		w.Close()

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 
@@ -49,7 +50,7 @@ var enrollTests = []subtest{
 	}},
 	{"MissingOrSuspendedFormation", func(t *testing.T, s store.Store) {
 		err := s.Enroll(ctx, enrollTx("nope", "app1", "a1", t0))
-		if !errorsIsAny(err, store.ErrOrgNotFound, store.ErrFormationNotFound) {
+		if !errors.Is(err, store.ErrOrgNotFound) && !errors.Is(err, store.ErrFormationNotFound) {
 			t.Fatalf("Enroll in missing org: %v, want ErrOrgNotFound or ErrFormationNotFound", err)
 		}
 		mkOrg(t, s, "acme")
@@ -184,15 +185,6 @@ var enrollTests = []subtest{
 		zero.PeerLimit = 0
 		mustIs(t, s.Enroll(ctx, zero), store.ErrQuota, "peer limit 0")
 	}},
-}
-
-func errorsIsAny(err error, targets ...error) bool {
-	for _, t := range targets {
-		if err != nil && errorsIs(err, t) {
-			return true
-		}
-	}
-	return false
 }
 
 var certificateTests = []subtest{

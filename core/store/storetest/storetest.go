@@ -198,8 +198,6 @@ func ref(orgID, appID string) store.FormationRef {
 	return store.FormationRef{OrgID: orgID, AppID: appID}
 }
 
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
-
 func mustMarshal(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
