@@ -20,6 +20,8 @@ import (
 
 	"github.com/defenseunicorns/peat-gateway/core/api"
 	"github.com/defenseunicorns/peat-gateway/core/config"
+	"github.com/defenseunicorns/peat-gateway/core/docs"
+	"github.com/defenseunicorns/peat-gateway/core/enroll"
 	"github.com/defenseunicorns/peat-gateway/core/keys"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 	"github.com/defenseunicorns/peat-gateway/core/store/postgres"
@@ -36,6 +38,8 @@ type Gateway struct {
 	Store    store.Store
 	Provider keys.Provider
 	Tenant   *tenant.Service
+	Enroll   *enroll.Service
+	Docs     *docs.Service
 	Server   *api.Server
 	Registry *prometheus.Registry
 	Log      *slog.Logger
@@ -140,11 +144,14 @@ func New(ctx context.Context, cfg config.Config, env config.Lookup, opts Options
 	if cfg.AdminToken == nil {
 		log.Warn("PEAT_ADMIN_TOKEN is not set: the admin API is open to anyone who can reach it")
 	}
-	g := &Gateway{Config: cfg, Store: st, Provider: prov, Tenant: ten, Registry: reg, Log: log}
+	esvc := enroll.New(ten, enroll.Options{AllowHTTPIssuers: cfg.OIDCAllowHTTP, Logger: log})
+	dsvc := docs.New(st, ten, docs.Options{OutboxLimit: cfg.OutboxMaxRows, Registerer: reg, Logger: log})
+	g := &Gateway{Config: cfg, Store: st, Provider: prov, Tenant: ten, Enroll: esvc, Docs: dsvc, Registry: reg, Log: log}
 	g.Server = api.New(api.Config{
 		AdminToken:       cfg.AdminToken,
 		Version:          Version,
 		Tenant:           ten,
+		Modules:          []api.Module{api.EnrollModule(esvc), api.DocsModule(dsvc)},
 		UI:               uiHandler(cfg, log),
 		MaxBody:          cfg.FilterMaxBytes + (1 << 20),
 		Registry:         reg,
@@ -184,6 +191,10 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http: %w", err))
 		}
 	}
+	// The server has finished its requests; commit what writers queued
+	// before the store goes away.
+	g.Docs.Close()
+	g.Enroll.Close()
 	if err := g.Store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("storage: %w", err))
 	}

@@ -1,6 +1,9 @@
 package model
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // CdcEvent is one document change as delivered to every sink. The first seven
 // fields are the reference's wire shape and must keep their names; Op and Seq
@@ -23,3 +26,16 @@ const (
 	OpDelete = "delete"
 	OpTest   = "test"
 )
+
+// MarshalEvent encodes an event as it goes on the wire: compact, without
+// HTML escaping (the reference's serde_json never escapes <, > or &), so
+// patches stay byte-identical to the canonical document body.
+func MarshalEvent(ev CdcEvent) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ev); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
+}

@@ -258,7 +258,7 @@ func apply(w store.DocumentWrite, o *orgState, f *formState, docs map[docKey]*do
 		body = w.Body
 	}
 	hash := model.ChangeHash(w.OrgID, w.AppID, w.DocID, version, body)
-	ev, err := json.Marshal(model.CdcEvent{
+	ev, err := model.MarshalEvent(model.CdcEvent{
 		OrgID: w.OrgID, AppID: w.AppID, DocumentID: w.DocID, ChangeHash: hash,
 		ActorID: w.ActorID, TimestampMs: w.TimestampMs, Patches: patches, Op: op,
 	})
@@ -392,7 +392,7 @@ func (s *Store) ListDocuments(ctx context.Context, orgID, appID string) ([]model
 // the order WriteDocuments uses, so a concurrent DeleteOrg cannot deadlock
 // with it.
 func (s *Store) AppendEvent(ctx context.Context, ev model.CdcEvent) (int64, error) {
-	raw, err := json.Marshal(ev)
+	raw, err := model.MarshalEvent(ev)
 	if err != nil {
 		return 0, err
 	}

@@ -21,14 +21,15 @@ var deletedPatch = json.RawMessage(`{"_deleted":true}`)
 func (s *Store) WriteDocuments(ctx context.Context, writes []store.DocumentWrite) ([]store.DocumentResult, error) {
 	results := make([]store.DocumentResult, len(writes))
 	err := s.write(ctx, func(t *txn) error {
+		b := &docBatch{t: t, formations: map[[2]string]*formationState{}, orgs: map[string]*orgState{}}
 		for i, w := range writes {
-			r, err := t.writeDocument(w)
+			r, err := b.write(w)
 			if err != nil {
 				return err
 			}
 			results[i] = r
 		}
-		return nil
+		return b.flush()
 	})
 	if err != nil {
 		return nil, err
@@ -36,20 +37,83 @@ func (s *Store) WriteDocuments(ctx context.Context, writes []store.DocumentWrite
 	return results, nil
 }
 
-// writeDocument applies one write. A returned error aborts the batch; a
-// refused write comes back in the result's Err instead.
-func (t *txn) writeDocument(w store.DocumentWrite) (store.DocumentResult, error) {
-	var status string
-	var docCount, outboxRows int64
-	err := t.row(`SELECT f.status, f.doc_count, o.outbox_rows FROM formations f JOIN orgs o ON o.org_id = f.org_id
-		WHERE f.org_id = ? AND f.app_id = ?`, w.OrgID, w.AppID).Scan(&status, &docCount, &outboxRows)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.DocumentResult{Err: store.ErrFormationNotFound}, nil
+// docBatch caches, for one WriteDocuments transaction, the formation and
+// org rows its writes check, and accumulates the counter changes so each
+// row is read and updated once per batch rather than once per write. The
+// writer lock makes the cached values exact for the transaction's life.
+type docBatch struct {
+	t          *txn
+	formations map[[2]string]*formationState
+	orgs       map[string]*orgState
+}
+
+type formationState struct {
+	found    bool
+	active   bool
+	docCount int64 // including this batch's changes
+	delta    int64
+}
+
+type orgState struct {
+	outboxRows int64 // including this batch's events
+	delta      int64
+}
+
+func (b *docBatch) formation(orgID, appID string) (*formationState, *orgState, error) {
+	key := [2]string{orgID, appID}
+	f, ok := b.formations[key]
+	if !ok {
+		f = &formationState{}
+		var status string
+		var docCount, outboxRows int64
+		err := b.t.row(`SELECT f.status, f.doc_count, o.outbox_rows FROM formations f JOIN orgs o ON o.org_id = f.org_id
+			WHERE f.org_id = ? AND f.app_id = ?`, orgID, appID).Scan(&status, &docCount, &outboxRows)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return nil, nil, err
+		default:
+			f.found, f.active, f.docCount = true, model.FormationStatus(status) == model.FormationActive, docCount
+			if _, seen := b.orgs[orgID]; !seen {
+				b.orgs[orgID] = &orgState{outboxRows: outboxRows}
+			}
+		}
+		b.formations[key] = f
 	}
+	return f, b.orgs[orgID], nil
+}
+
+// flush writes the accumulated counter changes.
+func (b *docBatch) flush() error {
+	for key, f := range b.formations {
+		if f.delta != 0 {
+			if _, err := b.t.exec(`UPDATE formations SET doc_count = doc_count + ? WHERE org_id = ? AND app_id = ?`, f.delta, key[0], key[1]); err != nil {
+				return err
+			}
+		}
+	}
+	for orgID, o := range b.orgs {
+		if o.delta != 0 {
+			if _, err := b.t.exec(`UPDATE orgs SET outbox_rows = outbox_rows + ? WHERE org_id = ?`, o.delta, orgID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// write applies one write. A returned error aborts the batch; a refused
+// write comes back in the result's Err instead.
+func (b *docBatch) write(w store.DocumentWrite) (store.DocumentResult, error) {
+	t := b.t
+	f, o, err := b.formation(w.OrgID, w.AppID)
 	if err != nil {
 		return store.DocumentResult{}, err
 	}
-	if model.FormationStatus(status) != model.FormationActive {
+	if !f.found {
+		return store.DocumentResult{Err: store.ErrFormationNotFound}, nil
+	}
+	if !f.active {
 		return store.DocumentResult{Err: store.ErrSuspended}, nil
 	}
 
@@ -74,11 +138,11 @@ func (t *txn) writeDocument(w store.DocumentWrite) (store.DocumentResult, error)
 		if live && bytes.Equal(body, w.Body) {
 			return store.DocumentResult{Version: uint64(version), ChangeHash: hash}, nil
 		}
-		if !live && docCount >= int64(w.DocLimit) {
+		if !live && f.docCount >= int64(w.DocLimit) {
 			return store.DocumentResult{Err: fmt.Errorf("%w: max_documents_per_formation %d", store.ErrQuota, w.DocLimit)}, nil
 		}
 	}
-	if w.OutboxLimit > 0 && outboxRows >= w.OutboxLimit {
+	if w.OutboxLimit > 0 && o.outboxRows >= w.OutboxLimit {
 		return store.DocumentResult{Err: store.ErrOutboxFull}, nil
 	}
 
@@ -109,7 +173,7 @@ func (t *txn) writeDocument(w store.DocumentWrite) (store.DocumentResult, error)
 			delta = 1
 		}
 	}
-	raw, err := json.Marshal(ev)
+	raw, err := model.MarshalEvent(ev)
 	if err != nil {
 		return store.DocumentResult{Err: fmt.Errorf("document %s: %w", w.DocID, err)}, nil
 	}
@@ -120,15 +184,15 @@ func (t *txn) writeDocument(w store.DocumentWrite) (store.DocumentResult, error)
 		w.OrgID, w.AppID, w.DocID, newBody, keys, int64(newVersion), ev.ChangeHash, int64(w.TimestampMs)); err != nil {
 		return store.DocumentResult{}, err
 	}
-	if delta != 0 {
-		if _, err := t.exec(`UPDATE formations SET doc_count = doc_count + ? WHERE org_id = ? AND app_id = ?`, delta, w.OrgID, w.AppID); err != nil {
-			return store.DocumentResult{}, err
-		}
-	}
-	seq, err := t.appendOutbox(w.OrgID, w.TimestampMs, raw)
-	if err != nil {
+	f.docCount += delta
+	f.delta += delta
+	var seq int64
+	if err := t.row(`INSERT INTO outbox(org_id, timestamp_ms, event) VALUES (?,?,?) RETURNING seq`,
+		w.OrgID, int64(w.TimestampMs), raw).Scan(&seq); err != nil {
 		return store.DocumentResult{}, err
 	}
+	o.outboxRows++
+	o.delta++
 	return store.DocumentResult{Changed: true, Version: newVersion, ChangeHash: ev.ChangeHash, Seq: seq}, nil
 }
 
@@ -177,7 +241,7 @@ func (s *Store) ListDocuments(ctx context.Context, orgID, appID string) ([]model
 
 // AppendEvent appends an event that changes no document (ErrOrgNotFound).
 func (s *Store) AppendEvent(ctx context.Context, ev model.CdcEvent) (int64, error) {
-	raw, err := json.Marshal(ev)
+	raw, err := model.MarshalEvent(ev)
 	if err != nil {
 		return 0, err
 	}

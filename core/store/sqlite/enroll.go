@@ -17,7 +17,8 @@ const hourMs = 3_600_000
 func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 	return s.write(ctx, func(t *txn) error {
 		var status string
-		err := t.row(`SELECT status FROM formations WHERE org_id = ? AND app_id = ?`, e.OrgID, e.AppID).Scan(&status)
+		var peers int64
+		err := t.row(`SELECT status, peer_count FROM formations WHERE org_id = ? AND app_id = ?`, e.OrgID, e.AppID).Scan(&status, &peers)
 		if err == sql.ErrNoRows {
 			if err := t.orgExists(e.OrgID); err != nil {
 				return err
@@ -64,20 +65,15 @@ func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 			}
 		}
 
-		if c := e.Certificate; c != nil {
-			// Counting stops at the limit, so the cost is bounded by the quota.
-			var live int64
-			if err := t.row(`SELECT count(*) FROM (SELECT 1 FROM certificates
-				WHERE org_id = ? AND app_id = ? AND revoked = 0 LIMIT ?)`,
-				e.OrgID, e.AppID, int64(e.PeerLimit)).Scan(&live); err != nil {
-				return err
-			}
-			if live >= int64(e.PeerLimit) {
-				return fmt.Errorf("%w: max_peers_per_formation %d", store.ErrQuota, e.PeerLimit)
-			}
+		if e.Certificate != nil && peers >= int64(e.PeerLimit) {
+			return fmt.Errorf("%w: max_peers_per_formation %d", store.ErrQuota, e.PeerLimit)
 		}
 
-		if err := t.appendAudit(e.Audit); err != nil {
+		// The entry is the enrolling org's whatever the caller filled in, so
+		// it lands in the rate window it was checked against.
+		audit := e.Audit
+		audit.OrgID = e.OrgID
+		if err := t.appendAudit(audit); err != nil {
 			return err
 		}
 		if c := e.Certificate; c != nil {
@@ -91,6 +87,11 @@ func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 				c.Serial, e.OrgID, e.AppID, c.PeerID, c.NodeID, c.SubjectKey, c.Fingerprint, c.Tier, c.Permissions,
 				int64(c.IssuedAt), int64(c.ExpiresAt), b2i(c.Revoked), revokedAt, c.AuditID, c.Raw); err != nil {
 				return err
+			}
+			if !c.Revoked {
+				if _, err := t.exec(`UPDATE formations SET peer_count = peer_count + 1 WHERE org_id = ? AND app_id = ?`, e.OrgID, e.AppID); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -199,7 +200,8 @@ func (s *Store) RevokeCertificate(ctx context.Context, orgID, appID, serial stri
 			int64(nowMs), orgID, appID, serial); err != nil {
 			return err
 		}
-		_, err = t.exec(`UPDATE formations SET revocation_seq = revocation_seq + 1 WHERE org_id = ? AND app_id = ?`, orgID, appID)
+		_, err = t.exec(`UPDATE formations SET revocation_seq = revocation_seq + 1, peer_count = peer_count - 1
+			WHERE org_id = ? AND app_id = ?`, orgID, appID)
 		return err
 	})
 	return c, err

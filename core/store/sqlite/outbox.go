@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 
+	"github.com/defenseunicorns/peat-gateway/core/model"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 )
 
@@ -68,7 +69,7 @@ func (s *Store) Advance(ctx context.Context, orgID, sinkID string, seq int64, de
 	for i, d := range deadLetters {
 		raws[i] = d.RawEvent
 		if raws[i] == nil {
-			b, err := json.Marshal(d.Event)
+			b, err := model.MarshalEvent(d.Event)
 			if err != nil {
 				return err
 			}
@@ -183,10 +184,25 @@ func (s *Store) TakeDeadLetters(ctx context.Context, orgID, sinkID string) ([]st
 }
 
 // Prune removes, org by org, events older than olderThanMs that every sink
-// of the org has passed.
+// of the org has passed. It deletes in chunks of pruneChunk rows per org per
+// transaction, so draining a large backlog never holds the writer long
+// enough to stall enrollments and document writes.
 func (s *Store) Prune(ctx context.Context, olderThanMs uint64) (int64, error) {
 	var total int64
-	err := s.write(ctx, func(t *txn) error {
+	for {
+		n, more, err := s.pruneOnce(ctx, olderThanMs)
+		total += n
+		if err != nil || !more {
+			return total, err
+		}
+	}
+}
+
+// pruneOnce runs one chunk; more reports that some org may have more to prune.
+func (s *Store) pruneOnce(ctx context.Context, olderThanMs uint64) (removed int64, more bool, err error) {
+	chunk := int64(s.pruneChunk)
+	err = s.write(ctx, func(t *txn) error {
+		removed, more = 0, false
 		rows, err := t.query(`SELECT o.org_id,
 			(SELECT min(coalesce(p.cursor, 0)) FROM cdc_sinks k LEFT JOIN sink_progress p ON p.sink_id = k.sink_id
 				WHERE k.org_id = o.org_id)
@@ -218,7 +234,8 @@ func (s *Store) Prune(ctx context.Context, olderThanMs uint64) (int64, error) {
 			return err
 		}
 		for _, b := range bounds {
-			n, err := t.affected(`DELETE FROM outbox WHERE org_id = ? AND seq <= ? AND timestamp_ms < ?`, b.org, b.seq, int64(olderThanMs))
+			n, err := t.affected(`DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox
+				WHERE org_id = ? AND seq <= ? AND timestamp_ms < ? ORDER BY seq LIMIT ?)`, b.org, b.seq, int64(olderThanMs), chunk)
 			if err != nil {
 				return err
 			}
@@ -228,11 +245,12 @@ func (s *Store) Prune(ctx context.Context, olderThanMs uint64) (int64, error) {
 			if _, err := t.exec(`UPDATE orgs SET outbox_rows = outbox_rows - ? WHERE org_id = ?`, n, b.org); err != nil {
 				return err
 			}
-			total += n
+			removed += n
+			more = more || n == chunk
 		}
 		return nil
 	})
-	return total, err
+	return removed, more, err
 }
 
 // OutboxDepth is the number of retained outbox rows, from the per-org counts.

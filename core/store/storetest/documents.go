@@ -206,6 +206,39 @@ var documentTests = []subtest{
 		mustOK(t, err, "empty batch")
 		mustEqual(t, len(empty), 0, "empty batch results")
 	}},
+	{"QuotasWithinOneBatch", func(t *testing.T, s store.Store) {
+		docEnv(t, s)
+		lim := func(w store.DocumentWrite) store.DocumentWrite {
+			w.DocLimit, w.OutboxLimit = 2, 5
+			return w
+		}
+		rs, err := s.WriteDocuments(ctx, []store.DocumentWrite{
+			lim(docWrite("acme", "app1", "d1", `{}`, t0)),
+			lim(docWrite("acme", "app1", "d2", `{}`, t0)),
+			lim(docWrite("acme", "app1", "d3", `{}`, t0)), // third live document
+			lim(docDelete("acme", "app1", "d1", t0)),      // frees a slot
+			lim(docWrite("acme", "app1", "d3", `{}`, t0)),
+			lim(docWrite("acme", "app1", "d2", `{"x":1}`, t0)), // fifth event
+			lim(docWrite("acme", "app1", "d2", `{"x":2}`, t0)), // sixth: outbox full
+		})
+		mustOK(t, err, "WriteDocuments")
+		wantErr := []error{nil, nil, store.ErrQuota, nil, nil, nil, store.ErrOutboxFull}
+		for i, r := range rs {
+			if wantErr[i] == nil {
+				mustOK(t, r.Err, "write %d", i)
+			} else {
+				mustIs(t, r.Err, wantErr[i], "write %d", i)
+			}
+		}
+		// The counts carried over to the next batch agree.
+		next := lim(docWrite("acme", "app1", "d4", `{}`, t0))
+		next.OutboxLimit = 0
+		mustIs(t, write1(t, s, next).Err, store.ErrQuota, "still two live documents")
+		next = lim(docWrite("acme", "app1", "d2", `{"x":3}`, t0))
+		mustIs(t, write1(t, s, next).Err, store.ErrOutboxFull, "still five events")
+		d, _ := s.OutboxDepth(ctx)
+		mustEqual(t, d, int64(5), "OutboxDepth")
+	}},
 	{"AppendEvent", func(t *testing.T, s store.Store) {
 		_, err := s.AppendEvent(ctx, model.CdcEvent{OrgID: "nope"})
 		mustIs(t, err, store.ErrOrgNotFound, "missing org")
