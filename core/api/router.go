@@ -109,3 +109,21 @@ func (rt *route) allow() string {
 	}
 	return strings.Join(ms, ",")
 }
+
+// RouteInfo describes one registered route.
+type RouteInfo struct {
+	Method, Template string
+	Admin            bool
+}
+
+// RouteTable lists every registered route, for documentation and for tests
+// that must cover every route (such as the admin-auth walk).
+func (s *Server) RouteTable() []RouteInfo {
+	var out []RouteInfo
+	for _, rt := range s.rt.all {
+		for m := range rt.methods {
+			out = append(out, RouteInfo{Method: m, Template: rt.template, Admin: rt.admin})
+		}
+	}
+	return out
+}
