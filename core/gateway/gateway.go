@@ -22,6 +22,7 @@ import (
 	"github.com/defenseunicorns/peat-gateway/core/config"
 	"github.com/defenseunicorns/peat-gateway/core/docs"
 	"github.com/defenseunicorns/peat-gateway/core/enroll"
+	"github.com/defenseunicorns/peat-gateway/core/filtering"
 	"github.com/defenseunicorns/peat-gateway/core/keys"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 	"github.com/defenseunicorns/peat-gateway/core/store/postgres"
@@ -40,6 +41,7 @@ type Gateway struct {
 	Tenant   *tenant.Service
 	Enroll   *enroll.Service
 	Docs     *docs.Service
+	Filters  *filtering.Service
 	Server   *api.Server
 	Registry *prometheus.Registry
 	Log      *slog.Logger
@@ -146,12 +148,19 @@ func New(ctx context.Context, cfg config.Config, env config.Lookup, opts Options
 	}
 	esvc := enroll.New(ten, enroll.Options{AllowHTTPIssuers: cfg.OIDCAllowHTTP, Logger: log})
 	dsvc := docs.New(st, ten, docs.Options{OutboxLimit: cfg.OutboxMaxRows, Registerer: reg, Logger: log})
-	g := &Gateway{Config: cfg, Store: st, Provider: prov, Tenant: ten, Enroll: esvc, Docs: dsvc, Registry: reg, Log: log}
+	fcfg := filtering.ConfigFrom(cfg)
+	fcfg.Registerer, fcfg.Logger = reg, log
+	fsvc, err := filtering.New(ctx, st, fcfg)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("wasm filter host: %w", err)
+	}
+	g := &Gateway{Config: cfg, Store: st, Provider: prov, Tenant: ten, Enroll: esvc, Docs: dsvc, Filters: fsvc, Registry: reg, Log: log}
 	g.Server = api.New(api.Config{
 		AdminToken:       cfg.AdminToken,
 		Version:          Version,
 		Tenant:           ten,
-		Modules:          []api.Module{api.EnrollModule(esvc), api.DocsModule(dsvc)},
+		Modules:          []api.Module{api.EnrollModule(esvc), api.DocsModule(dsvc), api.FiltersModule(fsvc)},
 		UI:               uiHandler(cfg, log),
 		MaxBody:          cfg.FilterMaxBytes + (1 << 20),
 		Registry:         reg,
@@ -195,6 +204,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	// before the store goes away.
 	g.Docs.Close()
 	g.Enroll.Close()
+	if err := g.Filters.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("filters: %w", err))
+	}
 	if err := g.Store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("storage: %w", err))
 	}

@@ -86,13 +86,8 @@ func (s *Store) WriteDocuments(ctx context.Context, writes []store.DocumentWrite
 		}
 	}
 	orgIDs := make([]string, 0, len(orgs))
-	var limOrgs []string
-	var limits []int64
-	for id, o := range orgs {
+	for id := range orgs {
 		orgIDs = append(orgIDs, id)
-		if o.limit > 0 {
-			limOrgs, limits = append(limOrgs, id), append(limits, o.limit)
-		}
 	}
 	sort.Strings(orgIDs)
 	var fOrgs, fApps []string
@@ -107,18 +102,13 @@ func (s *Store) WriteDocuments(ctx context.Context, writes []store.DocumentWrite
 	err := s.txn(ctx, func(c *pgx.Conn) error {
 		b := beginBatch()
 		b.Queue("SELECT org_id FROM orgs WHERE org_id = ANY($1) ORDER BY org_id FOR KEY SHARE", orgIDs)
-		b.Queue("SELECT org_id, last_seq FROM outbox_counters WHERE org_id = ANY($1) ORDER BY org_id FOR UPDATE", orgIDs)
+		b.Queue("SELECT org_id, last_seq, retained FROM outbox_counters WHERE org_id = ANY($1) ORDER BY org_id FOR UPDATE", orgIDs)
 		b.Queue(`SELECT f.org_id, f.app_id, f.status, f.doc_count FROM formations f
 			JOIN unnest($1::text[], $2::text[]) u(o, a) ON f.org_id = u.o AND f.app_id = u.a
 			ORDER BY f.org_id, f.app_id FOR NO KEY UPDATE OF f`, fOrgs, fApps)
 		b.Queue(`SELECT d.org_id, d.app_id, d.doc_id, d.body, d.deleted, d.version, d.change_hash, d.updated_at, d.key_count
 			FROM documents d JOIN unnest($1::text[], $2::text[], $3::text[]) u(o, a, k)
 			  ON d.org_id = u.o AND d.app_id = u.a AND d.doc_id = u.k`, dOrgs, dApps, dIDs)
-		if len(limOrgs) > 0 {
-			// Bounded count: never reads more than the limit's worth of rows.
-			b.Queue(`SELECT u.o, (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE org_id = u.o LIMIT u.l) x)
-				FROM unnest($1::text[], $2::int8[]) u(o, l)`, limOrgs, limits)
-		}
 		br, err := sendBegin(ctx, c, b)
 		if err != nil {
 			return err
@@ -129,11 +119,13 @@ func (s *Store) WriteDocuments(ctx context.Context, writes []store.DocumentWrite
 		}
 		err = readRows(br, func(r pgx.Rows) error {
 			var id string
-			var seq int64
-			if err := r.Scan(&id, &seq); err != nil {
+			var seq, retained int64
+			if err := r.Scan(&id, &seq, &retained); err != nil {
 				return err
 			}
-			orgs[id].lastSeq, orgs[id].start = seq, seq
+			// retained is kept in the counter row (migration 0002) so the
+			// outbox limit costs the same however large the backlog is.
+			orgs[id].lastSeq, orgs[id].start, orgs[id].retained = seq, seq, retained
 			return nil
 		})
 		if err == nil {
@@ -155,17 +147,6 @@ func (s *Store) WriteDocuments(ctx context.Context, writes []store.DocumentWrite
 					return err
 				}
 				docs[k] = d
-				return nil
-			})
-		}
-		if err == nil && len(limOrgs) > 0 {
-			err = readRows(br, func(r pgx.Rows) error {
-				var id string
-				var n int64
-				if err := r.Scan(&id, &n); err != nil {
-					return err
-				}
-				orgs[id].retained = n
 				return nil
 			})
 		}
@@ -333,7 +314,8 @@ func flush(ctx context.Context, c *pgx.Conn, orgs map[string]*orgState, forms ma
 			cOrgs, cSeqs = append(cOrgs, id), append(cSeqs, st.lastSeq)
 		}
 	}
-	b.Queue(`UPDATE outbox_counters c SET last_seq = u.s FROM unnest($1::text[], $2::int8[]) u(o, s) WHERE c.org_id = u.o`,
+	b.Queue(`UPDATE outbox_counters c SET retained = c.retained + (u.s - c.last_seq), last_seq = u.s
+		FROM unnest($1::text[], $2::int8[]) u(o, s) WHERE c.org_id = u.o`,
 		cOrgs, cSeqs)
 	var fo, fa []string
 	var fd []int64
@@ -398,7 +380,7 @@ func (s *Store) AppendEvent(ctx context.Context, ev model.CdcEvent) (int64, erro
 	}
 	var seq int64
 	err = s.pool.QueryRow(ctx, `WITH o AS (SELECT org_id FROM orgs WHERE org_id = $1 FOR KEY SHARE),
-		c AS (UPDATE outbox_counters SET last_seq = last_seq + 1
+		c AS (UPDATE outbox_counters SET last_seq = last_seq + 1, retained = retained + 1
 			WHERE org_id = (SELECT org_id FROM o) RETURNING last_seq)
 		INSERT INTO outbox (org_id, seq, created_at, event) SELECT $1, last_seq, $2, $3 FROM c RETURNING seq`,
 		ev.OrgID, ev.TimestampMs, raw).Scan(&seq)

@@ -147,15 +147,17 @@ func (s *Store) TakeDeadLetters(ctx context.Context, orgID, sinkID string) ([]st
 // progress row means cursor 0) has passed and that are older than
 // olderThanMs. An org without sinks has nothing holding its events back.
 func (s *Store) Prune(ctx context.Context, olderThanMs uint64) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM outbox o USING (
+	var n int64
+	err := s.pool.QueryRow(ctx, `WITH d AS (DELETE FROM outbox o USING (
 			SELECT c.org_id, (SELECT min(coalesce(p.cursor_seq, 0)) FROM cdc_sinks k
 				LEFT JOIN sink_progress p ON p.sink_id = k.sink_id WHERE k.org_id = c.org_id) AS passed
 			FROM outbox_counters c) x
-		WHERE o.org_id = x.org_id AND o.created_at < $1 AND (x.passed IS NULL OR o.seq <= x.passed)`, olderThanMs)
-	if err != nil {
-		return 0, err
-	}
-	return tag.RowsAffected(), nil
+		WHERE o.org_id = x.org_id AND o.created_at < $1 AND (x.passed IS NULL OR o.seq <= x.passed)
+		RETURNING o.org_id),
+		g AS (SELECT org_id, count(*) AS n FROM d GROUP BY org_id),
+		u AS (UPDATE outbox_counters c SET retained = c.retained - g.n FROM g WHERE c.org_id = g.org_id)
+		SELECT coalesce(sum(n), 0)::bigint FROM g`, olderThanMs).Scan(&n)
+	return n, err
 }
 
 // OutboxDepth is the number of retained outbox rows.

@@ -1,0 +1,229 @@
+package filtering_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/defenseunicorns/peat-gateway/core/filtering"
+	"github.com/defenseunicorns/peat-gateway/core/model"
+	"github.com/defenseunicorns/peat-gateway/core/store"
+	"github.com/defenseunicorns/peat-gateway/core/store/pgtest"
+	"github.com/defenseunicorns/peat-gateway/core/store/postgres"
+	"github.com/defenseunicorns/peat-gateway/core/store/sqlite"
+	"github.com/defenseunicorns/peat-gateway/core/tenant"
+	"github.com/defenseunicorns/peat-gateway/wasm/wasmtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+var (
+	ctx   = context.Background()
+	quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+)
+
+// backends are the two storage engines every test runs on.
+var backends = []struct {
+	name string
+	open func(t *testing.T) store.Store
+}{
+	{"sqlite", func(t *testing.T) store.Store {
+		st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gw.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}},
+	{"postgres", func(t *testing.T) store.Store {
+		st, err := postgres.Open(ctx, pgtest.URL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}},
+}
+
+func eachBackend(t *testing.T, f func(t *testing.T, st store.Store)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			st := b.open(t)
+			t.Cleanup(func() { st.Close() })
+			f(t, st)
+		})
+	}
+}
+
+// newService opens a Service closed at cleanup; mod adjusts its Config.
+func newService(t testing.TB, st store.Store, mod func(*filtering.Config)) *filtering.Service {
+	t.Helper()
+	cfg := filtering.Config{Logger: quiet, Refresh: -1}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := filtering.New(ctx, st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Close(c); err != nil {
+			t.Errorf("closing service: %v", err)
+		}
+	})
+	return s
+}
+
+// mkOrg creates orgs, each with the formation "app".
+func mkOrg(t testing.TB, st store.Store, orgs ...string) *tenant.Service {
+	t.Helper()
+	ten := tenant.New(st, nil, tenant.Options{AllowPrivateWebhooks: true})
+	for _, org := range orgs {
+		if _, err := ten.CreateOrg(ctx, org, org); err != nil {
+			t.Fatal(err)
+		}
+		o, err := st.GetOrg(ctx, org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Quotas.MaxCdcSinks, o.Quotas.MaxDocumentsPerFormation = 50, 1_000_000
+		if err := st.UpdateOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ten.CreateFormation(ctx, org, "app", model.PolicyOpen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ten
+}
+
+// events returns n events of org whose timestamp is their index (the WAT
+// fixtures decide on it) and whose body carries a password to redact.
+func events(org string, from, n int) []model.CdcEvent {
+	out := make([]model.CdcEvent, n)
+	for i := range out {
+		k := from + i
+		out[i] = model.CdcEvent{OrgID: org, AppID: "app", DocumentID: fmt.Sprintf("doc-%d", k),
+			ChangeHash: fmt.Sprintf("h%06d", k), ActorID: "test", TimestampMs: uint64(k), Op: model.OpUpsert,
+			Patches: []byte(fmt.Sprintf(`{"n":%d,"user":"u%d","password":"secret-%d","type":"order"}`, k, k, k))}
+	}
+	return out
+}
+
+// Example filters, built from source by the Go toolchain in the test run.
+func goFilter(t testing.TB, name string) []byte {
+	return wasmtest.BuildGo(t, "../../filters/examples/"+name)
+}
+
+// abiSkeleton is a hand-written gw/v1 module (filters/ABI.md): the input
+// arena sits at 64 KiB and the output frame right after the input.
+// {{DECIDE}} maps a record address to a verdict, {{PROLOGUE}} runs at the
+// start of every gw_process, {{BODY}} (when set) is the replacement body
+// every entry points at.
+const abiSkeleton = `(module
+  {{IMPORTS}}
+  (memory (export "memory") 2)
+  (func (export "_initialize"))
+  (func (export "gw_abi_v1"))
+  (func (export "gw_alloc") (param $size i32) (result i32)
+    (local $need i32)
+    (local.set $need (i32.add (i32.const 131072) (i32.shl (local.get $size) (i32.const 1))))
+    (block $ok
+      (br_if $ok (i32.ge_u (i32.shl (memory.size) (i32.const 16)) (local.get $need)))
+      (if (i32.eq (memory.grow (i32.sub (i32.add (i32.shr_u (local.get $need) (i32.const 16)) (i32.const 1)) (memory.size)))
+                  (i32.const -1))
+        (then (return (i32.const 0)))))
+    (i32.const 65536))
+  (func (export "gw_init") (param i32) (result i64) (i64.const 0))
+  (func $decide (param $rec i32) (result i32) {{DECIDE}})
+  (func (export "gw_process") (param $len i32) (result i64)
+    (local $n i32) (local $i i32) (local $out i32) (local $e i32) (local $data i32)
+    {{PROLOGUE}}
+    (local.set $n (i32.load (i32.const 65540)))
+    (local.set $out (i32.and (i32.add (i32.add (i32.const 65536) (local.get $len)) (i32.const 7)) (i32.const -8)))
+    (local.set $data (i32.add (i32.const 8) (i32.mul (local.get $n) (i32.const 20))))
+    {{BODYSTORES}}
+    (i32.store (local.get $out) (i32.const 0x314F5747))
+    (i32.store offset=4 (local.get $out) (local.get $n))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $e (i32.add (i32.add (local.get $out) (i32.const 8)) (i32.mul (local.get $i) (i32.const 20))))
+      (i64.store (local.get $e)
+        (i64.extend_i32_u (call $decide (i32.add (i32.const 65552) (i32.mul (local.get $i) (i32.const 72))))))
+      (i32.store offset=4 (local.get $e) (select (local.get $data) (i32.const 0) (i32.const {{BODYLEN}})))
+      (i32.store offset=8 (local.get $e) (i32.const {{BODYLEN}}))
+      (i32.store offset=12 (local.get $e) (i32.const 0))
+      (i32.store offset=16 (local.get $e) (i32.const 0))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32))
+            (i64.extend_i32_u (i32.add (local.get $data) (i32.const {{BODYLEN}}))))))`
+
+type watSpec struct{ imports, decide, prologue, body string }
+
+func (s watSpec) text() string {
+	decide := s.decide
+	if decide == "" {
+		decide = "(i32.const 0)"
+		if s.body != "" {
+			decide = "(i32.const 2)"
+		}
+	}
+	var stores strings.Builder
+	for i := 0; i < len(s.body); i++ {
+		fmt.Fprintf(&stores, "(i32.store8 offset=%d (i32.add (local.get $out) (local.get $data)) (i32.const %d))\n", i, s.body[i])
+	}
+	return strings.NewReplacer(
+		"{{IMPORTS}}", s.imports, "{{DECIDE}}", decide, "{{PROLOGUE}}", s.prologue,
+		"{{BODYSTORES}}", stores.String(), "{{BODYLEN}}", fmt.Sprint(len(s.body)),
+	).Replace(abiSkeleton)
+}
+
+func wat(t testing.TB, s watSpec) []byte { return wasmtest.Wat2Wasm(t, s.text()) }
+
+// Behaviour and fault modules.
+var (
+	watKeep = watSpec{}
+	// watTrap100 traps on every event whose timestamp is a multiple of 100.
+	watTrap100 = watSpec{decide: `(if (i64.eqz (i64.rem_u (i64.load offset=8 (local.get $rec)) (i64.const 100)))
+	    (then unreachable)) (i32.const 0)`}
+	// watSpin loops forever in gw_process.
+	watSpin = watSpec{prologue: `(loop $spin (br $spin))`}
+	// watMemBomb grows memory until refused, then traps.
+	watMemBomb = watSpec{prologue: `(block $full (loop $grow
+	    (br_if $full (i32.eq (memory.grow (i32.const 16)) (i32.const -1)))
+	    (br $grow)))
+	  unreachable`}
+	// watForbidden imports a WASI filesystem call.
+	watForbidden = watSpec{imports: `(import "wasi_snapshot_preview1" "path_open"
+	    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))`}
+	// watHostImport imports a host function the ABI does not grant.
+	watHostImport = watSpec{imports: `(import "env" "exfiltrate" (func $x (param i32 i32)))`}
+	// watDropOdd drops events with an odd timestamp.
+	watDropOdd = watSpec{decide: `(i32.and (i32.wrap_i64 (i64.load offset=8 (local.get $rec))) (i32.const 1))`}
+)
+
+// watVersion replaces every body with {"v":n}: a module whose output names
+// its version.
+func watVersion(n int) watSpec { return watSpec{body: fmt.Sprintf(`{"v":%d}`, n)} }
+
+const watNoProcess = `(module
+  (memory (export "memory") 1)
+  (func (export "_initialize"))
+  (func (export "gw_abi_v1"))
+  (func (export "gw_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "gw_init") (param i32) (result i64) (i64.const 0)))`
+
+const watCommand = `(module
+  (memory (export "memory") 1)
+  (func (export "_start"))
+  (func (export "_initialize"))
+  (func (export "gw_abi_v1"))
+  (func (export "gw_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "gw_init") (param i32) (result i64) (i64.const 0))
+  (func (export "gw_process") (param i32) (result i64) (i64.const -1)))`
