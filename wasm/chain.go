@@ -257,7 +257,7 @@ func (l *link) run(ctx context.Context, maxBatch int, events []Event, res []resu
 	p := l.pool
 	for lo := 0; lo < len(events); lo += maxBatch {
 		hi := min(lo+maxBatch, len(events))
-		if err := p.call(ctx, events[lo:hi], res[lo:hi]); err != nil {
+		if err := p.call(ctx, events[lo:hi], res[lo:hi], 0); err != nil {
 			return err
 		}
 	}
@@ -272,7 +272,13 @@ func (l *link) run(ctx context.Context, maxBatch int, events []Event, res []resu
 // output) the instance is discarded and the batch is split in halves until
 // the failing event stands alone; it alone gets an Error result carrying the
 // module's error, the others their real verdicts.
-func (p *pool) call(ctx context.Context, events []Event, res []result) error {
+//
+// After a timeout each half gets its share of the parent's budget (never
+// less than a sixteenth of the binding's timeout): a module that spins on
+// every event would otherwise burn the full budget on each of the 2n-1
+// calls of the search, about 25 s of a core for a batch of 128 at 100 ms,
+// instead of roughly one budget per level. budget 0 means the full timeout.
+func (p *pool) call(ctx context.Context, events []Event, res []result, budget time.Duration) error {
 	if !p.breaker.allow(time.Now()) {
 		_, n, last := p.breaker.state(time.Now())
 		msg := fmt.Sprintf("filter disabled by circuit breaker after %d consecutive failures; last error: %s", n, last)
@@ -296,7 +302,7 @@ func (p *pool) call(ctx context.Context, events []Event, res []result) error {
 		return nil
 	}
 	start := time.Now()
-	err = in.run(events, res)
+	err = in.run(events, res, budget)
 	p.m.duration.Observe(time.Since(start).Seconds())
 	p.m.calls.Inc()
 	shutdown := in.st.killed.Load()
@@ -321,10 +327,21 @@ func (p *pool) call(ctx context.Context, events []Event, res []result) error {
 	// halves on the way down are one fault, not several.
 	p.breaker.endTrial()
 	mid := len(events) / 2
-	if err := p.call(ctx, events[:mid], res[:mid]); err != nil {
+	lo, hi := budget, budget
+	var f *failure
+	if errors.As(err, &f) && f.reason == "timeout" {
+		full := budget
+		if full <= 0 {
+			full = p.key.timeout
+		}
+		floor := p.key.timeout / 16
+		lo = max(full*time.Duration(mid)/time.Duration(len(events)), floor)
+		hi = max(full*time.Duration(len(events)-mid)/time.Duration(len(events)), floor)
+	}
+	if err := p.call(ctx, events[:mid], res[:mid], lo); err != nil {
 		return err
 	}
-	return p.call(ctx, events[mid:], res[mid:])
+	return p.call(ctx, events[mid:], res[mid:], hi)
 }
 
 func (p *pool) countFailure(err error) {

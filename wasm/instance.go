@@ -203,11 +203,15 @@ func (in *instance) ensureArena(n int) error {
 	return nil
 }
 
-// run sends one batch through gw_process. A non-nil error is a *failure and
-// means the instance must be discarded.
-func (in *instance) run(events []Event, res []result) error {
+// run sends one batch through gw_process within budget (the binding's
+// timeout when zero). A non-nil error is a *failure and means the instance
+// must be discarded.
+func (in *instance) run(events []Event, res []result, budget time.Duration) error {
 	size := frameSize(events)
-	in.st.deadline.Store(monotonic() + int64(in.timeout))
+	if budget <= 0 {
+		budget = in.timeout
+	}
+	in.st.deadline.Store(monotonic() + int64(budget))
 	defer in.st.deadline.Store(0)
 	if err := in.ensureArena(size); err != nil {
 		return err
