@@ -8,52 +8,22 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/defenseunicorns/peat-gateway/core/store/backendtest"
+
 	"github.com/defenseunicorns/peat-gateway/core/api"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 	"github.com/defenseunicorns/peat-gateway/core/store/pgtest"
-	"github.com/defenseunicorns/peat-gateway/core/store/postgres"
-	"github.com/defenseunicorns/peat-gateway/core/store/sqlite"
 	"github.com/defenseunicorns/peat-gateway/core/tenant"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// backends are the two storage engines every API test runs against.
-var backends = []struct {
-	name string
-	open func(t *testing.T) store.Store
-}{
-	{"sqlite", func(t *testing.T) store.Store {
-		st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "gw.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}},
-	{"postgres", func(t *testing.T) store.Store {
-		st, err := postgres.Open(context.Background(), pgtest.URL(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}},
-}
-
-// eachBackend runs f as a subtest per backend.
-func eachBackend(t *testing.T, f func(t *testing.T, st store.Store)) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			st := b.open(t)
-			t.Cleanup(func() { st.Close() })
-			f(t, st)
-		})
-	}
-}
+// eachBackend runs f on a fresh SQLite and a fresh Postgres store.
+func eachBackend(t *testing.T, f func(t *testing.T, st store.Store)) { backendtest.Each(t, f) }
 
 // gw is a running server and an HTTP client for it.
 type gw struct {

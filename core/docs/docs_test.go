@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/defenseunicorns/peat-gateway/core/store/backendtest"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/defenseunicorns/peat-gateway/core/errs"
 	"github.com/defenseunicorns/peat-gateway/core/model"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 	"github.com/defenseunicorns/peat-gateway/core/store/pgtest"
-	"github.com/defenseunicorns/peat-gateway/core/store/postgres"
 	"github.com/defenseunicorns/peat-gateway/core/store/sqlite"
 	"github.com/defenseunicorns/peat-gateway/core/tenant"
 )
@@ -27,35 +28,8 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 var bg = context.Background()
 
-var backends = []struct {
-	name string
-	open func(t *testing.T) store.Store
-}{
-	{"sqlite", func(t *testing.T) store.Store {
-		st, err := sqlite.Open(bg, filepath.Join(t.TempDir(), "gw.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}},
-	{"postgres", func(t *testing.T) store.Store {
-		st, err := postgres.Open(bg, pgtest.URL(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}},
-}
-
-func eachBackend(t *testing.T, f func(t *testing.T, st store.Store)) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			st := b.open(t)
-			t.Cleanup(func() { st.Close() })
-			f(t, st)
-		})
-	}
-}
+// eachBackend runs f on a fresh SQLite and a fresh Postgres store.
+func eachBackend(t *testing.T, f func(t *testing.T, st store.Store)) { backendtest.Each(t, f) }
 
 // gatedStore holds every WriteDocuments call until the test opens the gate,
 // and records what happened, so tests can see batches form and check that
@@ -313,7 +287,7 @@ func TestSameDocumentInOneBatch(t *testing.T) {
 // TestCloseDrains closes the service with writers queued: each gets its
 // answer, everything queued is committed, and later writes are refused.
 func TestCloseDrains(t *testing.T) {
-	st := backends[0].open(t)
+	st := backendtest.Open(t, "sqlite")
 	defer st.Close()
 	ten := setup(t, st, "acme")
 	g := newGated(st)

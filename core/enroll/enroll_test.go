@@ -7,19 +7,18 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/defenseunicorns/peat-gateway/core/store/backendtest"
+
 	"github.com/defenseunicorns/peat-gateway/core/mesh"
 	"github.com/defenseunicorns/peat-gateway/core/model"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 	"github.com/defenseunicorns/peat-gateway/core/store/pgtest"
-	"github.com/defenseunicorns/peat-gateway/core/store/postgres"
-	"github.com/defenseunicorns/peat-gateway/core/store/sqlite"
 	"github.com/defenseunicorns/peat-gateway/core/tenant"
 )
 
@@ -177,59 +176,37 @@ func TestWellFormedToken(t *testing.T) {
 // BenchmarkEnrollOpen measures the whole enrollment service (formation and
 // org reads, signature, atomic store write) per backend, without HTTP.
 func BenchmarkEnrollOpen(b *testing.B) {
-	for _, be := range []struct {
-		name string
-		open func(b *testing.B) store.Store
-	}{
-		{"sqlite", func(b *testing.B) store.Store {
-			st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "gw.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return st
-		}},
-		{"postgres", func(b *testing.B) store.Store {
-			st, err := postgres.Open(context.Background(), pgtest.URL(b))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return st
-		}},
-	} {
-		b.Run(be.name, func(b *testing.B) {
-			st := be.open(b)
-			defer st.Close()
-			ctx := context.Background()
-			ten := tenant.New(st, nil, tenant.Options{})
-			svc := New(ten, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			defer svc.Close()
-			if _, err := ten.CreateOrg(ctx, "bench", "bench"); err != nil {
-				b.Fatal(err)
-			}
-			q := model.OrgQuotas{MaxFormations: 10, MaxPeersPerFormation: 1 << 31, MaxDocumentsPerFormation: 1,
-				MaxCdcSinks: 1, MaxEnrollmentsPerHour: 1 << 31}
-			if _, err := ten.UpdateOrg(ctx, "bench", tenant.OrgPatch{Quotas: &q}); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := ten.CreateFormation(ctx, "bench", "fleet", model.PolicyOpen); err != nil {
-				b.Fatal(err)
-			}
-			pub, _, _ := ed25519.GenerateKey(rand.Reader)
-			pk := hex.EncodeToString(pub)
-			var n atomic.Int64
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					node := "node-" + strconv.FormatInt(n.Add(1), 10)
-					r, err := svc.Enroll(ctx, "bench", "fleet", Request{PublicKey: &pk, NodeID: &node})
-					if err != nil || r.Certificate == nil {
-						b.Fatal(err)
-					}
+	backendtest.EachB(b, func(b *testing.B, st store.Store) {
+		ctx := context.Background()
+		ten := tenant.New(st, nil, tenant.Options{})
+		svc := New(ten, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		defer svc.Close()
+		if _, err := ten.CreateOrg(ctx, "bench", "bench"); err != nil {
+			b.Fatal(err)
+		}
+		q := model.OrgQuotas{MaxFormations: 10, MaxPeersPerFormation: 1 << 31, MaxDocumentsPerFormation: 1,
+			MaxCdcSinks: 1, MaxEnrollmentsPerHour: 1 << 31}
+		if _, err := ten.UpdateOrg(ctx, "bench", tenant.OrgPatch{Quotas: &q}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := ten.CreateFormation(ctx, "bench", "fleet", model.PolicyOpen); err != nil {
+			b.Fatal(err)
+		}
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		pk := hex.EncodeToString(pub)
+		var n atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				node := "node-" + strconv.FormatInt(n.Add(1), 10)
+				r, err := svc.Enroll(ctx, "bench", "fleet", Request{PublicKey: &pk, NodeID: &node})
+				if err != nil || r.Certificate == nil {
+					b.Fatal(err)
 				}
-			})
+			}
 		})
-	}
+	})
 }
 
 // BenchmarkIssue measures the enrollment layer's own CPU cost for one

@@ -5,17 +5,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/defenseunicorns/peat-gateway/core/store/backendtest"
 
 	"github.com/defenseunicorns/peat-gateway/core/filtering"
 	"github.com/defenseunicorns/peat-gateway/core/model"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 	"github.com/defenseunicorns/peat-gateway/core/store/pgtest"
-	"github.com/defenseunicorns/peat-gateway/core/store/postgres"
-	"github.com/defenseunicorns/peat-gateway/core/store/sqlite"
 	"github.com/defenseunicorns/peat-gateway/core/tenant"
 	"github.com/defenseunicorns/peat-gateway/wasm/wasmtest"
 )
@@ -27,36 +26,8 @@ var (
 	quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 )
 
-// backends are the two storage engines every test runs on.
-var backends = []struct {
-	name string
-	open func(t *testing.T) store.Store
-}{
-	{"sqlite", func(t *testing.T) store.Store {
-		st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gw.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}},
-	{"postgres", func(t *testing.T) store.Store {
-		st, err := postgres.Open(ctx, pgtest.URL(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}},
-}
-
-func eachBackend(t *testing.T, f func(t *testing.T, st store.Store)) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			st := b.open(t)
-			t.Cleanup(func() { st.Close() })
-			f(t, st)
-		})
-	}
-}
+// eachBackend runs f on a fresh SQLite and a fresh Postgres store.
+func eachBackend(t *testing.T, f func(t *testing.T, st store.Store)) { backendtest.Each(t, f) }
 
 // newService opens a Service closed at cleanup; mod adjusts its Config.
 func newService(t testing.TB, st store.Store, mod func(*filtering.Config)) *filtering.Service {
