@@ -19,11 +19,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/defenseunicorns/peat-gateway/core/api"
+	"github.com/defenseunicorns/peat-gateway/core/cdc"
 	"github.com/defenseunicorns/peat-gateway/core/config"
 	"github.com/defenseunicorns/peat-gateway/core/docs"
 	"github.com/defenseunicorns/peat-gateway/core/enroll"
 	"github.com/defenseunicorns/peat-gateway/core/filtering"
 	"github.com/defenseunicorns/peat-gateway/core/keys"
+	"github.com/defenseunicorns/peat-gateway/core/sinks"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 	"github.com/defenseunicorns/peat-gateway/core/store/postgres"
 	"github.com/defenseunicorns/peat-gateway/core/store/sqlite"
@@ -42,9 +44,14 @@ type Gateway struct {
 	Enroll   *enroll.Service
 	Docs     *docs.Service
 	Filters  *filtering.Service
-	Server   *api.Server
-	Registry *prometheus.Registry
-	Log      *slog.Logger
+	// Dispatcher delivers the outbox to the CDC sinks.
+	Dispatcher *cdc.Dispatcher
+	sinkF      *sinks.Factory
+	locker     *cdc.PGLocker // nil on SQLite
+	stopCDC    context.CancelFunc
+	Server     *api.Server
+	Registry   *prometheus.Registry
+	Log        *slog.Logger
 
 	ln net.Listener
 }
@@ -141,6 +148,12 @@ func New(ctx context.Context, cfg config.Config, env config.Lookup, opts Options
 	if err != nil {
 		return nil, err
 	}
+	var locker *cdc.PGLocker
+	if pg, ok := st.(*postgres.Store); ok {
+		// Taken before Instrument hides the concrete type: replicas on one
+		// database split the sinks with advisory locks.
+		locker = cdc.NewPGLockerFromPool(pg.Pool())
+	}
 	st = store.Instrument(st, reg)
 	ten := tenant.New(st, NewSealer(prov), tenant.Options{AllowPrivateWebhooks: cfg.WebhookAllowPriv})
 	if cfg.AdminToken == nil {
@@ -155,12 +168,28 @@ func New(ctx context.Context, cfg config.Config, env config.Lookup, opts Options
 		st.Close()
 		return nil, fmt.Errorf("wasm filter host: %w", err)
 	}
-	g := &Gateway{Config: cfg, Store: st, Provider: prov, Tenant: ten, Enroll: esvc, Docs: dsvc, Filters: fsvc, Registry: reg, Log: log}
+	scfg, err := sinks.LoadConfig(func(k string) string { v, _ := env(k); return v })
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	sf := sinks.NewFactory(scfg)
+	copts := cdc.Options{StartFromNow: cfg.CdcStartFromNow, Retention: cfg.OutboxRetention, OutboxMaxRows: cfg.OutboxMaxRows,
+		Filter: fsvc, Registerer: reg, Logger: log}
+	if locker != nil {
+		copts.Locker = locker
+	}
+	disp := cdc.New(st, sf, copts)
+	dsvc.SetOnCommit(func(orgs []string) { disp.Notify(orgs...) })
+	cctx, stopCDC := context.WithCancel(context.Background())
+	disp.Start(cctx)
+	g := &Gateway{Config: cfg, Store: st, Provider: prov, Tenant: ten, Enroll: esvc, Docs: dsvc, Filters: fsvc, Registry: reg, Log: log,
+		Dispatcher: disp, sinkF: sf, locker: locker, stopCDC: stopCDC}
 	g.Server = api.New(api.Config{
 		AdminToken:       cfg.AdminToken,
 		Version:          Version,
 		Tenant:           ten,
-		Modules:          []api.Module{api.EnrollModule(esvc), api.DocsModule(dsvc), api.FiltersModule(fsvc)},
+		Modules:          []api.Module{api.EnrollModule(esvc), api.DocsModule(dsvc), api.FiltersModule(fsvc), api.DeliveryModule(disp, ten)},
 		UI:               uiHandler(cfg, log),
 		MaxBody:          cfg.FilterMaxBytes + (1 << 20),
 		Registry:         reg,
@@ -203,6 +232,14 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	// The server has finished its requests; commit what writers queued
 	// before the store goes away.
 	g.Docs.Close()
+	// Undelivered events stay in the outbox; in-flight ones are sent again
+	// after the restart.
+	g.Dispatcher.Close()
+	g.stopCDC()
+	g.sinkF.Close()
+	if g.locker != nil {
+		g.locker.Close()
+	}
 	g.Enroll.Close()
 	if err := g.Filters.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("filters: %w", err))
