@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,11 +76,15 @@ type cdcScenario struct {
 }
 
 func newCDCScenario(o Options) *cdcScenario {
-	s := &cdcScenario{o: o, sink: strings.ToLower(strings.TrimSpace(os.Getenv("PEAT_LOADTEST_SINK")))}
+	sink := o.Sink
+	if sink == "" {
+		sink = os.Getenv("PEAT_LOADTEST_SINK")
+	}
+	s := &cdcScenario{o: o, sink: strings.ToLower(strings.TrimSpace(sink)), rate: o.Rate}
 	if s.sink == "" {
 		s.sink = "nats"
 	}
-	if v := os.Getenv("PEAT_LOADTEST_RATE"); v != "" {
+	if v := os.Getenv("PEAT_LOADTEST_RATE"); v != "" && s.rate == 0 {
 		s.rate, _ = strconv.ParseFloat(v, 64)
 	}
 	s.pad = strings.Repeat("x", 160) // a document of ~250 bytes
@@ -125,6 +130,24 @@ func (s *cdcScenario) Setup(ctx context.Context, c *Client) error {
 	if err != nil {
 		return err
 	}
+	var filterWasm []byte
+	var filterName string
+	var filterRefs []any
+	if s.o.Filter != "" {
+		path := s.o.Filter
+		if !strings.HasSuffix(path, ".wasm") {
+			path = "filters/dist/" + path + ".wasm"
+		}
+		if filterWasm, err = os.ReadFile(path); err != nil {
+			return fmt.Errorf("--filter: %w (run `make filters` for the examples)", err)
+		}
+		filterName = strings.TrimSuffix(filepath.Base(path), ".wasm")
+		ref := map[string]any{"name": filterName}
+		if s.o.FilterConfig != "" {
+			ref["config"] = json.RawMessage(s.o.FilterConfig)
+		}
+		filterRefs = []any{ref}
+	}
 	for i := 0; i < s.o.Orgs; i++ {
 		org := fmt.Sprintf("lc-%s-%d", s.run, i)
 		if _, err := c.JSON("POST", "/orgs", map[string]string{"org_id": org, "display_name": "cdc load " + org}, nil); err != nil {
@@ -138,9 +161,18 @@ func (s *cdcScenario) Setup(ctx context.Context, c *Client) error {
 		if _, err := c.JSON("POST", "/orgs/"+org+"/formations", map[string]string{"app_id": "fleet"}, nil); err != nil {
 			return err
 		}
+		if filterWasm != nil {
+			st, b, err := c.Do("PUT", "/orgs/"+org+"/filters/"+filterName, filterWasm, map[string]string{"Content-Type": "application/wasm"})
+			if err != nil || st/100 != 2 {
+				return fmt.Errorf("upload filter %s: %d %s %v", filterName, st, b, err)
+			}
+		}
 		if sinkType != nil {
-			st := sinkType(org)
-			if _, err := c.JSON("POST", "/orgs/"+org+"/sinks", map[string]any{"sink_type": st}, nil); err != nil {
+			body := map[string]any{"sink_type": sinkType(org)}
+			if filterRefs != nil {
+				body["filters"] = filterRefs
+			}
+			if _, err := c.JSON("POST", "/orgs/"+org+"/sinks", body, nil); err != nil {
 				return err
 			}
 		}

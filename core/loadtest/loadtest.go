@@ -39,6 +39,13 @@ type Options struct {
 	JSONFile    string
 	DatabaseURL string // in-process gateway on Postgres
 	Warmup      time.Duration
+	// Sink is the cdc scenario's sink kind: nats, webhook, kafka or none.
+	Sink string
+	// Rate paces the cdc scenario's writes (changes/s over all connections; 0 = flat out).
+	Rate float64
+	// Filter names a wasm filter (a .wasm path, or a name in filters/dist)
+	// bound to every sink of the cdc scenario, with FilterConfig as its config.
+	Filter, FilterConfig string
 }
 
 // Scenario prepares state and then issues one request per call of Step.
@@ -71,6 +78,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Orgs, "orgs", 10, "organisations to spread load over")
 	fs.StringVar(&o.JSONFile, "json", "", "also write the report as JSON to this file")
 	fs.StringVar(&o.DatabaseURL, "database-url", "", "in-process gateway on this Postgres instead of SQLite")
+	fs.StringVar(&o.Sink, "sink", "", "cdc scenario: sink kind nats|webhook|kafka|none (default $PEAT_LOADTEST_SINK or nats)")
+	fs.Float64Var(&o.Rate, "rate", 0, "cdc scenario: target changes/s over all connections (0 = as fast as possible)")
+	fs.StringVar(&o.Filter, "filter", "", "cdc scenario: wasm filter bound to every sink (a .wasm file or a name in filters/dist)")
+	fs.StringVar(&o.FilterConfig, "filter-config", "", "cdc scenario: the filter's JSON config")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -246,12 +257,12 @@ func (c *Client) Do(method, path string, body []byte, hdr map[string]string) (in
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
 	if body != nil {
 		req.Header.SetContentType("application/json")
 		req.SetBodyRaw(body)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
 	}
 	if err := c.hc.Do(req, resp); err != nil {
 		return 0, nil, err
