@@ -66,6 +66,11 @@ func Handler(prefix string) fasthttp.RequestHandler {
 	return newHandler(prefix, sub)
 }
 
+// HandlerFS serves a UI build from fsys (PEAT_UI_DIR: a build on disk
+// instead of the embedded one) with the same rules as Handler. Files are read
+// once, on the first request.
+func HandlerFS(prefix string, fsys fs.FS) fasthttp.RequestHandler { return newHandler(prefix, fsys) }
+
 // asset is one file prepared for serving: the body is read once at start-up
 // because the embedded tree never changes while the process runs.
 type asset struct {
