@@ -2,7 +2,10 @@ package gateway_test
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -49,4 +52,28 @@ func TestEveryAdminRouteRequiresAuth(t *testing.T) {
 		t.Fatalf("walked %d admin and %d public routes; modules are missing", admin, public)
 	}
 	t.Logf("%d admin and %d public routes checked", admin, public)
+}
+
+// TestUIDir serves the admin UI from PEAT_UI_DIR, SPA fallback included.
+func TestUIDir(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte("<!doctype html><title>from disk</title>"), 0o644)
+	g := open(t, env{"PEAT_GATEWAY_DATA_DIR": t.TempDir(), "PEAT_GATEWAY_BIND": "127.0.0.1:0", "PEAT_UI_DIR": dir})
+	addr, err := g.Listen("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve()
+	defer g.Shutdown(context.Background())
+	for _, p := range []string{"/_/", "/_/orgs/acme"} {
+		res, err := http.Get("http://" + addr.String() + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(b), "from disk") {
+			t.Fatalf("%s: %d %s", p, res.StatusCode, b)
+		}
+	}
 }
