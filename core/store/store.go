@@ -185,7 +185,9 @@ type DocumentWrite struct {
 	TimestampMs uint64
 	// DocLimit is max_documents_per_formation (a new document beyond it is ErrQuota).
 	DocLimit uint32
-	// OutboxLimit bounds undelivered outbox rows (0 = unbounded); beyond it ErrOutboxFull.
+	// OutboxLimit bounds the org's retained outbox rows, delivered or not
+	// (0 = unbounded); beyond it ErrOutboxFull. The dispatcher prunes passed
+	// rows early when the outbox fills, so in practice this bounds the backlog.
 	OutboxLimit int64
 }
 

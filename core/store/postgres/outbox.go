@@ -163,6 +163,6 @@ func (s *Store) Prune(ctx context.Context, olderThanMs uint64) (int64, error) {
 // OutboxDepth is the number of retained outbox rows.
 func (s *Store) OutboxDepth(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&n)
+	err := s.pool.QueryRow(ctx, "SELECT coalesce(sum(retained), 0)::bigint FROM outbox_counters").Scan(&n)
 	return n, err
 }

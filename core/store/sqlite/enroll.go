@@ -12,45 +12,90 @@ import (
 // hourMs is the rate limiter's sliding window.
 const hourMs = 3_600_000
 
+// enrollReadSQL reads, in one statement, everything Enroll checks before it
+// writes: the formation's status and peer count, the rate limiter's minute
+// buckets and the partial minute at the window's start (skipped when the
+// buckets alone reach the limit, or the formation cannot enroll), and the
+// token. Every check reads state no earlier write of the same Enroll
+// touches, so one read up front sees exactly what the checks did one by one.
+//
+// ?1 org, ?2 app, ?3 token, ?4 first full minute, ?5 since, ?6 first full
+// minute in ms, ?7 limit, ?8 'Active'.
+const enrollReadSQL = `WITH f AS (SELECT status, peer_count FROM formations WHERE org_id = ?1 AND app_id = ?2),
+	b AS (SELECT coalesce(sum(n), 0) AS n FROM enrollment_rate WHERE org_id = ?1 AND minute >= ?4
+		AND EXISTS (SELECT 1 FROM f WHERE status = ?8))
+SELECT (SELECT count(*) FROM orgs WHERE org_id = ?1), f.status, f.peer_count, b.n,
+	CASE WHEN f.status IS NOT ?8 OR b.n >= ?7 THEN 0 ELSE (SELECT count(*) FROM (SELECT 1 FROM enrollment_audit
+		WHERE org_id = ?1 AND approved = 1 AND timestamp_ms >= ?5 AND timestamp_ms < ?6 LIMIT ?7)) END,
+	t.token_id, t.org_id, t.app_id, t.label, t.max_uses, t.uses, t.expires_at, t.created_at, t.revoked
+FROM b LEFT JOIN f LEFT JOIN enrollment_tokens t ON t.org_id = ?1 AND t.token_id = ?3`
+
 // Enroll applies one approved enrollment atomically: formation state, rate
 // limit, token consumption, peer quota, audit, certificate.
 func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 	return s.write(ctx, func(t *txn) error {
-		var status string
-		var peers int64
-		err := t.row(`SELECT status, peer_count FROM formations WHERE org_id = ? AND app_id = ?`, e.OrgID, e.AppID).Scan(&status, &peers)
-		if err == sql.ErrNoRows {
-			if err := t.orgExists(e.OrgID); err != nil {
-				return err
-			}
-			return store.ErrFormationNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if model.FormationStatus(status) != model.FormationActive {
-			return store.ErrSuspended
-		}
-
 		since := int64(0)
 		if e.NowMs > hourMs {
 			since = int64(e.NowMs - hourMs)
 		}
-		n, err := t.approvalsSince(e.OrgID, since, int64(e.RateLimit))
-		if err != nil {
+		limit := int64(e.RateLimit)
+		firstFull := (since + minuteMs - 1) / minuteMs
+
+		var orgs int64
+		var status sql.NullString
+		var peers, buckets, edge sql.NullInt64
+		var tokenID sql.NullString
+		var tk model.EnrollmentToken
+		var maxUses, expires, created sql.NullInt64
+		var tkOrg, tkApp, tkLabel sql.NullString
+		var uses, revoked sql.NullInt64
+		if err := t.row(enrollReadSQL, e.OrgID, e.AppID, e.TokenID, firstFull, since, firstFull*minuteMs, limit,
+			string(model.FormationActive)).Scan(&orgs, &status, &peers, &buckets, &edge,
+			&tokenID, &tkOrg, &tkApp, &tkLabel, &maxUses, &uses, &expires, &created, &revoked); err != nil {
 			return err
 		}
-		if n >= int64(e.RateLimit) {
+		if !status.Valid {
+			if orgs == 0 {
+				return store.ErrOrgNotFound
+			}
+			return store.ErrFormationNotFound
+		}
+		if model.FormationStatus(status.String) != model.FormationActive {
+			return store.ErrSuspended
+		}
+
+		var n int64
+		if t.s.rateByIndex {
+			var err error
+			if n, err = t.approvalsSince(e.OrgID, since, limit); err != nil {
+				return err
+			}
+		} else {
+			n = buckets.Int64
+			if n < limit {
+				n += min(edge.Int64, limit-n)
+			}
+			if err := t.pruneRate(e.OrgID, firstFull); err != nil {
+				return err
+			}
+		}
+		if n >= limit {
 			return fmt.Errorf("%w: %d enrollments in the last hour", store.ErrRateLimited, n)
 		}
 
 		if e.TokenID != "" {
-			tk, err := scanToken(t.row(`SELECT `+tokenCols+` FROM enrollment_tokens WHERE org_id = ? AND token_id = ?`, e.OrgID, e.TokenID))
+			tk.AppID, tk.Uses, tk.Revoked = tkApp.String, uint32(uses.Int64), revoked.Int64 != 0
+			if maxUses.Valid {
+				v := uint32(maxUses.Int64)
+				tk.MaxUses = &v
+			}
+			if expires.Valid {
+				v := uint64(expires.Int64)
+				tk.ExpiresAt = &v
+			}
 			switch {
-			case err == sql.ErrNoRows:
+			case !tokenID.Valid:
 				return fmt.Errorf("%w: unknown token", store.ErrTokenInvalid)
-			case err != nil:
-				return err
 			case tk.AppID != e.AppID:
 				return fmt.Errorf("%w: token is for another formation", store.ErrTokenInvalid)
 			case tk.Revoked:
@@ -60,13 +105,15 @@ func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 			case tk.MaxUses != nil && tk.Uses >= *tk.MaxUses:
 				return fmt.Errorf("%w: exhausted", store.ErrTokenInvalid)
 			}
+		}
+
+		if e.Certificate != nil && peers.Int64 >= int64(e.PeerLimit) {
+			return fmt.Errorf("%w: max_peers_per_formation %d", store.ErrQuota, e.PeerLimit)
+		}
+		if e.TokenID != "" {
 			if _, err := t.exec(`UPDATE enrollment_tokens SET uses = uses + 1 WHERE org_id = ? AND token_id = ?`, e.OrgID, e.TokenID); err != nil {
 				return err
 			}
-		}
-
-		if e.Certificate != nil && peers >= int64(e.PeerLimit) {
-			return fmt.Errorf("%w: max_peers_per_formation %d", store.ErrQuota, e.PeerLimit)
 		}
 
 		// The entry is the enrolling org's whatever the caller filled in, so
@@ -126,12 +173,31 @@ func (t *txn) approvalsSince(orgID string, since, limit int64) (int64, error) {
 		orgID, since, firstFull*minuteMs, limit-buckets).Scan(&edge); err != nil {
 		return 0, err
 	}
-	// Buckets more than two hours old can never be read again; dropping them
-	// here keeps the table at about 120 rows per org.
-	if _, err := t.exec(`DELETE FROM enrollment_rate WHERE org_id = ? AND minute < ?`, orgID, firstFull-120); err != nil {
+	if err := t.pruneRate(orgID, firstFull); err != nil {
 		return 0, err
 	}
 	return buckets + edge, nil
+}
+
+// pruneRate drops the org's buckets more than two hours older than the
+// window starting at minute firstFull: they can never be read again, and
+// dropping them keeps the table at about 120 rows per org. It runs at most
+// once per org per minute of window (the cutoff only moves by whole
+// minutes); the caller holds wmu. A rolled-back prune only leaves a bucket
+// that can never be read until the next minute's prune removes it.
+func (t *txn) pruneRate(orgID string, firstFull int64) error {
+	cut := firstFull - 120
+	if last, ok := t.s.ratePruned[orgID]; ok && cut <= last {
+		return nil
+	}
+	if _, err := t.exec(`DELETE FROM enrollment_rate WHERE org_id = ? AND minute < ?`, orgID, cut); err != nil {
+		return err
+	}
+	if len(t.s.ratePruned) >= 4096 {
+		clear(t.s.ratePruned)
+	}
+	t.s.ratePruned[orgID] = cut
+	return nil
 }
 
 const certCols = `serial, org_id, app_id, peer_id, node_id, subject_public_key, fingerprint, tier, permissions,

@@ -1,0 +1,117 @@
+package sqlite
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/defenseunicorns/peat-gateway/core/model"
+	"github.com/defenseunicorns/peat-gateway/core/store"
+)
+
+// BenchmarkWriterEnrollParallel measures the group committer's throughput
+// for token enrollments with certificates from many concurrent callers.
+func BenchmarkWriterEnrollParallel(b *testing.B) {
+	s := openAt(b, filepath.Join(b.TempDir(), "g.db"))
+	defer s.Close()
+	q := model.DefaultQuotas()
+	q.MaxEnrollmentsPerHour, q.MaxPeersPerFormation = math.MaxUint32, math.MaxUint32
+	for o := 0; o < 4; o++ {
+		org := fmt.Sprintf("org%d", o)
+		if err := s.CreateOrg(bg, model.Organization{OrgID: org, Quotas: q}); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.CreateFormation(bg, model.Formation{OrgID: org, AppID: "app1", Status: model.FormationActive}, nil); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.CreateToken(bg, model.EnrollmentToken{TokenID: "tk", OrgID: org, AppID: "app1", Label: "x"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const now = 100 * hourMs
+	var ctr atomic.Int64
+	b.ResetTimer()
+	cpu0 := cpuUs()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := ctr.Add(1)
+			org := fmt.Sprintf("org%d", i%4)
+			ts := uint64(now + i)
+			aid := fmt.Sprintf("a%d", i)
+			err := s.Enroll(bg, store.EnrollTx{OrgID: org, AppID: "app1", NowMs: ts, RateLimit: math.MaxUint32,
+				TokenID: "tk", PeerLimit: math.MaxUint32,
+				Audit: model.AuditEntry{AuditID: aid, OrgID: org, AppID: "app1", TimestampMs: ts,
+					Decision: model.Decision{Approved: &model.Approval{Tier: model.TierEndpoint}}},
+				Certificate: &model.Certificate{Serial: fmt.Sprintf("s%d", i), PeerID: "p", NodeID: "n", SubjectKey: "k",
+					Fingerprint: "f", Tier: "Endpoint", IssuedAt: ts, ExpiresAt: ts + 1000, AuditID: aid}})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "enroll/s")
+	b.ReportMetric((cpuUs()-cpu0)/float64(b.N), "cpu-µs/op")
+}
+
+// BenchmarkWriterDocsParallel measures document throughput with a few
+// concurrent batch writers, as the docs service's committers call it.
+func BenchmarkWriterDocsParallel(b *testing.B) {
+	s := openAt(b, filepath.Join(b.TempDir(), "g.db"))
+	defer s.Close()
+	q := model.DefaultQuotas()
+	q.MaxDocumentsPerFormation = math.MaxUint32
+	for o := 0; o < 4; o++ {
+		org := fmt.Sprintf("org%d", o)
+		if err := s.CreateOrg(bg, model.Organization{OrgID: org, Quotas: q}); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.CreateFormation(bg, model.Formation{OrgID: org, AppID: "app1", Status: model.FormationActive}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const batch = 32
+	var ctr atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	cpu0 := cpuUs()
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			org := fmt.Sprintf("org%d", g)
+			ws := make([]store.DocumentWrite, batch)
+			for {
+				base := ctr.Add(batch) - batch
+				if base >= int64(b.N) {
+					return
+				}
+				for j := range ws {
+					n := base + int64(j)
+					ws[j] = store.DocumentWrite{OrgID: org, AppID: "app1", DocID: fmt.Sprintf("doc%d", n%4096),
+						Body:        []byte(fmt.Sprintf(`{"n":%d,"name":"sensor-%d","temp":21.5}`, n, n%4096)),
+						TimestampMs: 1, DocLimit: math.MaxUint32}
+				}
+				if _, err := s.WriteDocuments(bg, ws); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "docs/s")
+	b.ReportMetric((cpuUs()-cpu0)/float64(b.N), "cpu-µs/doc")
+}
+
+// cpuUs is the process's user+system CPU time in microseconds.
+func cpuUs() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e3
+}
