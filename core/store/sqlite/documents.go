@@ -20,10 +20,21 @@ var deletedPatch = json.RawMessage(`{"_deleted":true}`)
 // Err and changes nothing; the others still commit.
 func (s *Store) WriteDocuments(ctx context.Context, writes []store.DocumentWrite) ([]store.DocumentResult, error) {
 	results := make([]store.DocumentResult, len(writes))
+	// Top-level key counts depend on the body alone: count them here, in the
+	// caller's goroutine, rather than in the single writer's.
+	keys := make([]int, len(writes))
+	for i, w := range writes {
+		if !w.Delete {
+			var obj map[string]json.RawMessage
+			if json.Unmarshal(w.Body, &obj) == nil {
+				keys[i] = len(obj)
+			}
+		}
+	}
 	err := s.write(ctx, func(t *txn) error {
 		b := &docBatch{t: t, formations: map[[2]string]*formationState{}, orgs: map[string]*orgState{}}
 		for i, w := range writes {
-			r, err := b.write(w)
+			r, err := b.write(w, keys[i])
 			if err != nil {
 				return err
 			}
@@ -104,7 +115,7 @@ func (b *docBatch) flush() error {
 
 // write applies one write. A returned error aborts the batch; a refused
 // write comes back in the result's Err instead.
-func (b *docBatch) write(w store.DocumentWrite) (store.DocumentResult, error) {
+func (b *docBatch) write(w store.DocumentWrite, bodyKeys int) (store.DocumentResult, error) {
 	t := b.t
 	f, o, err := b.formation(w.OrgID, w.AppID)
 	if err != nil {
@@ -165,10 +176,7 @@ func (b *docBatch) write(w store.DocumentWrite) (store.DocumentResult, error) {
 		}
 		ev.ChangeHash = model.ChangeHash(w.OrgID, w.AppID, w.DocID, newVersion, w.Body)
 		ev.Patches, ev.Op = json.RawMessage(w.Body), model.OpUpsert
-		var obj map[string]json.RawMessage
-		if json.Unmarshal(w.Body, &obj) == nil {
-			keys = len(obj)
-		}
+		keys = bodyKeys
 		if !live {
 			delta = 1
 		}

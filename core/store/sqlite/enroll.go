@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 
 	"github.com/defenseunicorns/peat-gateway/core/model"
@@ -33,6 +34,8 @@ FROM b LEFT JOIN f LEFT JOIN enrollment_tokens t ON t.org_id = ?1 AND t.token_id
 // Enroll applies one approved enrollment atomically: formation state, rate
 // limit, token consumption, peer quota, audit, certificate.
 func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
+	// Marshalled here, in the caller's goroutine, not in the single writer's.
+	dec, decErr := json.Marshal(e.Audit.Decision)
 	return s.write(ctx, func(t *txn) error {
 		since := int64(0)
 		if e.NowMs > hourMs {
@@ -41,60 +44,36 @@ func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 		limit := int64(e.RateLimit)
 		firstFull := (since + minuteMs - 1) / minuteMs
 
-		var orgs int64
-		var status sql.NullString
-		var peers, buckets, edge sql.NullInt64
-		var tokenID sql.NullString
-		var tk model.EnrollmentToken
-		var maxUses, expires, created sql.NullInt64
-		var tkOrg, tkApp, tkLabel sql.NullString
-		var uses, revoked sql.NullInt64
-		if err := t.row(enrollReadSQL, e.OrgID, e.AppID, e.TokenID, firstFull, since, firstFull*minuteMs, limit,
-			string(model.FormationActive)).Scan(&orgs, &status, &peers, &buckets, &edge,
-			&tokenID, &tkOrg, &tkApp, &tkLabel, &maxUses, &uses, &expires, &created, &revoked); err != nil {
+		r, err := t.enrollRead(e.OrgID, e.AppID, e.TokenID, since, limit)
+		if err != nil {
 			return err
 		}
-		if !status.Valid {
-			if orgs == 0 {
+		if !r.status.Valid {
+			if !r.org {
 				return store.ErrOrgNotFound
 			}
 			return store.ErrFormationNotFound
 		}
-		if model.FormationStatus(status.String) != model.FormationActive {
+		if model.FormationStatus(r.status.String) != model.FormationActive {
 			return store.ErrSuspended
 		}
 
-		var n int64
+		n := r.approvals
 		if t.s.rateByIndex {
-			var err error
 			if n, err = t.approvalsSince(e.OrgID, since, limit); err != nil {
 				return err
 			}
-		} else {
-			n = buckets.Int64
-			if n < limit {
-				n += min(edge.Int64, limit-n)
-			}
-			if err := t.pruneRate(e.OrgID, firstFull); err != nil {
-				return err
-			}
+		} else if err := t.pruneRate(e.OrgID, firstFull); err != nil {
+			return err
 		}
 		if n >= limit {
 			return fmt.Errorf("%w: %d enrollments in the last hour", store.ErrRateLimited, n)
 		}
 
 		if e.TokenID != "" {
-			tk.AppID, tk.Uses, tk.Revoked = tkApp.String, uint32(uses.Int64), revoked.Int64 != 0
-			if maxUses.Valid {
-				v := uint32(maxUses.Int64)
-				tk.MaxUses = &v
-			}
-			if expires.Valid {
-				v := uint64(expires.Int64)
-				tk.ExpiresAt = &v
-			}
+			tk := r.token
 			switch {
-			case !tokenID.Valid:
+			case !r.tokenFound:
 				return fmt.Errorf("%w: unknown token", store.ErrTokenInvalid)
 			case tk.AppID != e.AppID:
 				return fmt.Errorf("%w: token is for another formation", store.ErrTokenInvalid)
@@ -107,7 +86,7 @@ func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 			}
 		}
 
-		if e.Certificate != nil && peers.Int64 >= int64(e.PeerLimit) {
+		if e.Certificate != nil && r.peers >= int64(e.PeerLimit) {
 			return fmt.Errorf("%w: max_peers_per_formation %d", store.ErrQuota, e.PeerLimit)
 		}
 		if e.TokenID != "" {
@@ -120,7 +99,10 @@ func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 		// it lands in the rate window it was checked against.
 		audit := e.Audit
 		audit.OrgID = e.OrgID
-		if err := t.appendAudit(audit); err != nil {
+		if decErr != nil {
+			return decErr
+		}
+		if err := t.appendAuditJSON(audit, dec); err != nil {
 			return err
 		}
 		if c := e.Certificate; c != nil {
@@ -143,6 +125,52 @@ func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 		}
 		return nil
 	})
+}
+
+// enrollState is what Enroll checks, read by enrollRead in one statement.
+type enrollState struct {
+	org        bool
+	status     sql.NullString // not Valid: no such formation
+	peers      int64
+	approvals  int64 // in the window, from the buckets, as approvalsSince counts them
+	tokenFound bool
+	token      model.EnrollmentToken
+}
+
+// enrollRead runs enrollReadSQL. approvals is only counted for an active
+// formation; like approvalsSince it stops counting once it reaches limit.
+func (t *txn) enrollRead(orgID, appID, tokenID string, since, limit int64) (enrollState, error) {
+	var r enrollState
+	firstFull := (since + minuteMs - 1) / minuteMs
+	var orgs int64
+	var peers, buckets, edge sql.NullInt64
+	var tkID, tkOrg, tkApp, tkLabel sql.NullString
+	var maxUses, uses, expires, created, revoked sql.NullInt64
+	if err := t.row(enrollReadSQL, orgID, appID, tokenID, firstFull, since, firstFull*minuteMs, limit,
+		string(model.FormationActive)).Scan(&orgs, &r.status, &peers, &buckets, &edge,
+		&tkID, &tkOrg, &tkApp, &tkLabel, &maxUses, &uses, &expires, &created, &revoked); err != nil {
+		return r, err
+	}
+	r.org, r.peers = orgs > 0, peers.Int64
+	r.approvals = buckets.Int64
+	if r.approvals < limit {
+		r.approvals += min(edge.Int64, limit-r.approvals)
+	}
+	if tkID.Valid {
+		r.tokenFound = true
+		tk := &r.token
+		tk.TokenID, tk.OrgID, tk.AppID, tk.Label = tkID.String, tkOrg.String, tkApp.String, tkLabel.String
+		tk.Uses, tk.CreatedAt, tk.Revoked = uint32(uses.Int64), uint64(created.Int64), revoked.Int64 != 0
+		if maxUses.Valid {
+			v := uint32(maxUses.Int64)
+			tk.MaxUses = &v
+		}
+		if expires.Valid {
+			v := uint64(expires.Int64)
+			tk.ExpiresAt = &v
+		}
+	}
+	return r, nil
 }
 
 // minuteMs is the width of a rate-limit bucket.

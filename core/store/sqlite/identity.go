@@ -162,11 +162,17 @@ func (t *txn) appendAudit(e model.AuditEntry) error {
 	if err != nil {
 		return err
 	}
+	return t.appendAuditJSON(e, dec)
+}
+
+// appendAuditJSON is appendAudit with e.Decision already marshalled, so a
+// caller can do that outside the writer.
+func (t *txn) appendAuditJSON(e model.AuditEntry, dec []byte) error {
 	var serial sql.NullString
 	if e.Serial != nil {
 		serial = sql.NullString{String: *e.Serial, Valid: true}
 	}
-	_, err = t.exec(`INSERT INTO enrollment_audit(`+auditCols+`, approved) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+	_, err := t.exec(`INSERT INTO enrollment_audit(`+auditCols+`, approved) VALUES (?,?,?,?,?,?,?,?,?,?)`,
 		e.AuditID, e.OrgID, e.AppID, e.IdpID, e.Subject, string(dec), e.Reason, serial, int64(e.TimestampMs),
 		b2i(e.Decision.Approved != nil))
 	if err != nil || e.Decision.Approved == nil {

@@ -138,10 +138,17 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		}
 		return q.Encode()
 	}
-	// temp_store(MEMORY) keeps the statement journal each group member's
-	// SAVEPOINT writes in memory; on disk it cost a write syscall per page
-	// (about a fifth of the writer's CPU with many enrollments per group).
-	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas("temp_store(MEMORY)"))
+	// Writer only: temp_store(MEMORY) keeps the statement journal each group
+	// member's SAVEPOINT writes in memory; on disk it cost a write syscall
+	// per page (about a fifth of the writer's CPU with many enrollments per
+	// group). wal_autocheckpoint(10000) (~40 MB of WAL, default 1000)
+	// checkpoints a tenth as often: each checkpoint runs inside some
+	// writer's COMMIT and, with synchronous=FULL, fsyncs the database file,
+	// and the hot pages every commit rewrites are copied back once per
+	// checkpoint, so fewer checkpoints is less work per write (+15–20%
+	// end to end for enroll and cdc-accept). Durability is unchanged: a
+	// commit is durable once its WAL frames are fsynced.
+	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas("temp_store(MEMORY)", "wal_autocheckpoint(10000)"))
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,90 @@
+package sqlite
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/defenseunicorns/peat-gateway/core/model"
+)
+
+// TestEnrollReadMatchesApprovalsSince checks Enroll's one-statement read
+// counts the rate window exactly as approvalsSince (and a plain count) do,
+// with and without a limit cutting the count short.
+func TestEnrollReadMatchesApprovalsSince(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "g.db"))
+	defer s.Close()
+	if err := s.CreateOrg(bg, model.Organization{OrgID: "acme", Quotas: model.DefaultQuotas()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateFormation(bg, model.Formation{OrgID: "acme", AppID: "a", Status: model.FormationActive}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	const base = 100 * hourMs
+	err := s.write(bg, func(tx *txn) error {
+		for i := 0; i < 3000; i++ {
+			e := model.AuditEntry{AuditID: fmt.Sprint(i), OrgID: "acme", AppID: "a", TimestampMs: base + rng.Uint64N(3*hourMs)}
+			if rng.IntN(4) == 0 {
+				e.Decision.Denied = &model.Denial{Reason: "no"}
+			} else {
+				e.Decision.Approved = &model.Approval{Tier: model.TierEndpoint}
+			}
+			if err := tx.appendAudit(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ascending, as the clock moves: approvalsSince drops buckets older
+	// than two hours before the window it is asked about.
+	sinces := make([]int64, 300)
+	for i := range sinces {
+		sinces[i] = int64(base) + rng.Int64N(3*hourMs)
+		if i%10 == 0 {
+			sinces[i] -= sinces[i] % minuteMs
+		}
+	}
+	slices.Sort(sinces)
+	for _, since := range sinces {
+		limit := []int64{0, 1, 5, 50, 500, 1000, 1 << 40}[rng.IntN(7)]
+		var want, got, slow int64
+		err := s.write(bg, func(tx *txn) error {
+			r, err := tx.enrollRead("acme", "a", "", since, limit)
+			if err != nil {
+				return err
+			}
+			if !r.org || r.status.String != string(model.FormationActive) || r.tokenFound {
+				return fmt.Errorf("read %+v", r)
+			}
+			got = r.approvals
+			if want, err = tx.approvalsSince("acme", since, limit); err != nil {
+				return err
+			}
+			return tx.row(`SELECT count(*) FROM enrollment_audit WHERE org_id = 'acme' AND approved = 1 AND timestamp_ms >= ?`, since).Scan(&slow)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want || (got < limit) != (slow < limit) || (limit == 1<<40 && got != slow) {
+			t.Fatalf("since %d limit %d: enrollRead %d, approvalsSince %d, count %d", since, limit, got, want, slow)
+		}
+	}
+}
+
+// TestWriterPragmas checks the writer-only tuning is applied.
+func TestWriterPragmas(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "g.db"))
+	defer s.Close()
+	for pragma, want := range map[string]string{"temp_store": "2", "wal_autocheckpoint": "10000", "synchronous": "2"} {
+		var got string
+		if err := s.wc.QueryRowContext(bg, "PRAGMA "+pragma).Scan(&got); err != nil || got != want {
+			t.Errorf("writer %s = %q (%v), want %q", pragma, got, err, want)
+		}
+	}
+}
