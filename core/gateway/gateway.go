@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,7 +66,14 @@ type Options struct {
 func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	switch cfg.Backend {
 	case "postgres":
-		st, err := postgres.Open(ctx, cfg.DatabaseURL)
+		var opts []postgres.Option
+		if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
+			// pgxpool's default (max(4, CPUs)) starves a gateway whose
+			// document committer, per-sink workers and request handlers all
+			// need connections at once; pool_max_conns in the URL overrides.
+			opts = append(opts, postgres.WithMaxConns(24))
+		}
+		st, err := postgres.Open(ctx, cfg.DatabaseURL, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("postgres (PEAT_DATABASE_URL): %w", err)
 		}
