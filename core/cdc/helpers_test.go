@@ -10,13 +10,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/defenseunicorns/peat-gateway/core/store/backendtest"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -28,8 +29,6 @@ import (
 	"github.com/defenseunicorns/peat-gateway/core/sinks"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 	"github.com/defenseunicorns/peat-gateway/core/store/pgtest"
-	"github.com/defenseunicorns/peat-gateway/core/store/postgres"
-	"github.com/defenseunicorns/peat-gateway/core/store/sqlite"
 	"github.com/defenseunicorns/peat-gateway/core/tenant"
 )
 
@@ -37,36 +36,8 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// backends are the two storage engines every dispatcher test runs on.
-var backends = []struct {
-	name string
-	open func(t *testing.T) store.Store
-}{
-	{"sqlite", func(t *testing.T) store.Store {
-		st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "gw.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}},
-	{"postgres", func(t *testing.T) store.Store {
-		st, err := postgres.Open(context.Background(), pgtest.URL(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}},
-}
-
-func eachBackend(t *testing.T, f func(t *testing.T, st store.Store)) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			st := b.open(t)
-			t.Cleanup(func() { st.Close() })
-			f(t, st)
-		})
-	}
-}
+// eachBackend runs f on a fresh SQLite and a fresh Postgres store.
+func eachBackend(t *testing.T, f func(t *testing.T, st store.Store)) { backendtest.Each(t, f) }
 
 // fastOpts are dispatcher options with test-sized timings.
 func fastOpts() cdc.Options {

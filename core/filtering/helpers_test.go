@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -91,97 +90,36 @@ func goFilter(t testing.TB, name string) []byte {
 	return wasmtest.BuildGo(t, "../../filters/examples/"+name)
 }
 
-// abiSkeleton is a hand-written gw/v1 module (filters/ABI.md): the input
-// arena sits at 64 KiB and the output frame right after the input.
-// {{DECIDE}} maps a record address to a verdict, {{PROLOGUE}} runs at the
-// start of every gw_process, {{BODY}} (when set) is the replacement body
-// every entry points at.
-const abiSkeleton = `(module
-  {{IMPORTS}}
-  (memory (export "memory") 2)
-  (func (export "_initialize"))
-  (func (export "gw_abi_v1"))
-  (func (export "gw_alloc") (param $size i32) (result i32)
-    (local $need i32)
-    (local.set $need (i32.add (i32.const 131072) (i32.shl (local.get $size) (i32.const 1))))
-    (block $ok
-      (br_if $ok (i32.ge_u (i32.shl (memory.size) (i32.const 16)) (local.get $need)))
-      (if (i32.eq (memory.grow (i32.sub (i32.add (i32.shr_u (local.get $need) (i32.const 16)) (i32.const 1)) (memory.size)))
-                  (i32.const -1))
-        (then (return (i32.const 0)))))
-    (i32.const 65536))
-  (func (export "gw_init") (param i32) (result i64) (i64.const 0))
-  (func $decide (param $rec i32) (result i32) {{DECIDE}})
-  (func (export "gw_process") (param $len i32) (result i64)
-    (local $n i32) (local $i i32) (local $out i32) (local $e i32) (local $data i32)
-    {{PROLOGUE}}
-    (local.set $n (i32.load (i32.const 65540)))
-    (local.set $out (i32.and (i32.add (i32.add (i32.const 65536) (local.get $len)) (i32.const 7)) (i32.const -8)))
-    (local.set $data (i32.add (i32.const 8) (i32.mul (local.get $n) (i32.const 20))))
-    {{BODYSTORES}}
-    (i32.store (local.get $out) (i32.const 0x314F5747))
-    (i32.store offset=4 (local.get $out) (local.get $n))
-    (block $done (loop $l
-      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-      (local.set $e (i32.add (i32.add (local.get $out) (i32.const 8)) (i32.mul (local.get $i) (i32.const 20))))
-      (i64.store (local.get $e)
-        (i64.extend_i32_u (call $decide (i32.add (i32.const 65552) (i32.mul (local.get $i) (i32.const 72))))))
-      (i32.store offset=4 (local.get $e) (select (local.get $data) (i32.const 0) (i32.const {{BODYLEN}})))
-      (i32.store offset=8 (local.get $e) (i32.const {{BODYLEN}}))
-      (i32.store offset=12 (local.get $e) (i32.const 0))
-      (i32.store offset=16 (local.get $e) (i32.const 0))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $l)))
-    (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32))
-            (i64.extend_i32_u (i32.add (local.get $data) (i32.const {{BODYLEN}}))))))`
+// watSpec is a hand-written gw/v1 test module (see wasmtest.WatModule).
+type watSpec = wasmtest.WatModule
 
-type watSpec struct{ imports, decide, prologue, body string }
-
-func (s watSpec) text() string {
-	decide := s.decide
-	if decide == "" {
-		decide = "(i32.const 0)"
-		if s.body != "" {
-			decide = "(i32.const 2)"
-		}
-	}
-	var stores strings.Builder
-	for i := 0; i < len(s.body); i++ {
-		fmt.Fprintf(&stores, "(i32.store8 offset=%d (i32.add (local.get $out) (local.get $data)) (i32.const %d))\n", i, s.body[i])
-	}
-	return strings.NewReplacer(
-		"{{IMPORTS}}", s.imports, "{{DECIDE}}", decide, "{{PROLOGUE}}", s.prologue,
-		"{{BODYSTORES}}", stores.String(), "{{BODYLEN}}", fmt.Sprint(len(s.body)),
-	).Replace(abiSkeleton)
-}
-
-func wat(t testing.TB, s watSpec) []byte { return wasmtest.Wat2Wasm(t, s.text()) }
+func wat(t testing.TB, s watSpec) []byte { return s.Build(t) }
 
 // Behaviour and fault modules.
 var (
 	watKeep = watSpec{}
 	// watTrap100 traps on every event whose timestamp is a multiple of 100.
-	watTrap100 = watSpec{decide: `(if (i64.eqz (i64.rem_u (i64.load offset=8 (local.get $rec)) (i64.const 100)))
+	watTrap100 = watSpec{Decide: `(if (i64.eqz (i64.rem_u (i64.load offset=8 (local.get $rec)) (i64.const 100)))
 	    (then unreachable)) (i32.const 0)`}
 	// watSpin loops forever in gw_process.
-	watSpin = watSpec{prologue: `(loop $spin (br $spin))`}
+	watSpin = watSpec{Prologue: `(loop $spin (br $spin))`}
 	// watMemBomb grows memory until refused, then traps.
-	watMemBomb = watSpec{prologue: `(block $full (loop $grow
+	watMemBomb = watSpec{Prologue: `(block $full (loop $grow
 	    (br_if $full (i32.eq (memory.grow (i32.const 16)) (i32.const -1)))
 	    (br $grow)))
 	  unreachable`}
 	// watForbidden imports a WASI filesystem call.
-	watForbidden = watSpec{imports: `(import "wasi_snapshot_preview1" "path_open"
+	watForbidden = watSpec{Imports: `(import "wasi_snapshot_preview1" "path_open"
 	    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))`}
 	// watHostImport imports a host function the ABI does not grant.
-	watHostImport = watSpec{imports: `(import "env" "exfiltrate" (func $x (param i32 i32)))`}
+	watHostImport = watSpec{Imports: `(import "env" "exfiltrate" (func $x (param i32 i32)))`}
 	// watDropOdd drops events with an odd timestamp.
-	watDropOdd = watSpec{decide: `(i32.and (i32.wrap_i64 (i64.load offset=8 (local.get $rec))) (i32.const 1))`}
+	watDropOdd = watSpec{Decide: `(i32.and (i32.wrap_i64 (i64.load offset=8 (local.get $rec))) (i32.const 1))`}
 )
 
 // watVersion replaces every body with {"v":n}: a module whose output names
 // its version.
-func watVersion(n int) watSpec { return watSpec{body: fmt.Sprintf(`{"v":%d}`, n)} }
+func watVersion(n int) watSpec { return watSpec{Body: fmt.Sprintf(`{"v":%d}`, n)} }
 
 const watNoProcess = `(module
   (memory (export "memory") 1)

@@ -85,7 +85,7 @@ func TestVersionsQuotaDelete(t *testing.T) {
 		}
 		_, _, err = svc.Put(ctx, "acme", "h", keep)
 		mustKind(t, err, errs.Quota, "quota")
-		_, _, err = svc.Put(ctx, "acme", "g", wat(t, watSpec{body: strings.Repeat("x", 200)}))
+		_, _, err = svc.Put(ctx, "acme", "g", wat(t, watSpec{Body: strings.Repeat("x", 200)}))
 		mustKind(t, err, errs.Quota, "bytes")
 
 		// Bound modules cannot be deleted; the message says where.
@@ -152,7 +152,7 @@ func TestCrossOrgIsolation(t *testing.T) {
 	eachBackend(t, func(t *testing.T, st store.Store) {
 		ten := mkOrg(t, st, "acme", "beta")
 		svc := newService(t, st, func(c *filtering.Config) { c.Host.BreakerThreshold = 2 })
-		trap := wat(t, watSpec{decide: "unreachable"})
+		trap := wat(t, watSpec{Decide: "unreachable"})
 		if _, _, err := svc.Put(ctx, "acme", "secret", trap); err != nil {
 			t.Fatal(err)
 		}
