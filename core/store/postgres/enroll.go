@@ -39,9 +39,11 @@ func scanCert(row pgx.CollectableRow) (model.Certificate, error) {
 // contract's order as the results come back, and any failure rolls the
 // whole transaction back, undoing the writes.
 //
-// Counting is bounded: the rate limiter counts at most RateLimit rows and
-// the peer quota at most PeerLimit, with a LIMIT that is never negative
-// (the reference passed -1 and PostgreSQL refused every enrollment).
+// Counting costs the same however many enrollments came before: approvals
+// are summed from per-minute buckets and live certificates read from the
+// formation's peer_count, both kept by triggers (migration 0003). No LIMIT is
+// ever negative (the reference passed -1 and PostgreSQL refused every
+// enrollment).
 func (s *Store) Enroll(ctx context.Context, etx store.EnrollTx) error {
 	audit, err := auditArgs(etx.Audit)
 	if err != nil {
@@ -53,11 +55,25 @@ func (s *Store) Enroll(ctx context.Context, etx store.EnrollTx) error {
 	}
 	return s.txn(ctx, func(conn *pgx.Conn) error {
 		b := beginBatch()
-		b.Queue(`SELECT f.status FROM orgs o JOIN formations f ON f.org_id = o.org_id
+		b.Queue(`SELECT f.status, f.peer_count FROM orgs o JOIN formations f ON f.org_id = o.org_id
 			WHERE o.org_id = $1 AND f.app_id = $2 FOR NO KEY UPDATE OF o, f`, etx.OrgID, etx.AppID)
-		b.Queue(`SELECT count(*) FROM (SELECT 1 FROM enrollment_audit
-			WHERE org_id = $1 AND approved AND timestamp_ms >= $2 AND timestamp_ms <= $3 LIMIT $4) w`,
-			etx.OrgID, since, etx.NowMs, int64(etx.RateLimit))
+		// Whole minutes inside the window come from the per-minute buckets
+		// (migration 0003); the minute the window starts in is partial. When
+		// even counting all of it stays under the limit, or the whole minutes
+		// alone reach it, the answer is known; only in between are that
+		// minute's audit rows counted (CASE evaluates that branch lazily).
+		firstFull := (since + 59_999) / 60_000
+		b.Queue(`WITH b AS (SELECT
+				coalesce(sum(n) FILTER (WHERE minute >= $2 AND minute <= $3), 0)::bigint AS whole,
+				coalesce(sum(n) FILTER (WHERE minute = $2 - 1), 0)::bigint AS edge
+				FROM enrollment_rate WHERE org_id = $1 AND minute >= $2 - 1 AND minute <= $3)
+			SELECT CASE
+				WHEN whole + edge < $4 THEN whole + edge
+				WHEN whole >= $4 THEN whole
+				ELSE whole + (SELECT count(*) FROM enrollment_audit WHERE org_id = $1 AND approved
+					AND timestamp_ms >= $5 AND timestamp_ms < $2 * 60000)
+				END FROM b`,
+			etx.OrgID, int64(firstFull), int64(etx.NowMs/60_000), int64(etx.RateLimit), int64(since))
 		if etx.TokenID != "" {
 			// One conditional UPDATE both checks and consumes the token, so
 			// two enrollments can never share its last use.
@@ -68,11 +84,6 @@ func (s *Store) Enroll(ctx context.Context, etx store.EnrollTx) error {
 				etx.OrgID, etx.TokenID, etx.AppID, etx.NowMs)
 		}
 		c := etx.Certificate
-		if c != nil {
-			b.Queue(`SELECT count(*) FROM (SELECT 1 FROM certificates
-				WHERE org_id = $1 AND app_id = $2 AND NOT revoked LIMIT $3) p`,
-				etx.OrgID, etx.AppID, int64(etx.PeerLimit))
-		}
 		b.Queue(insertAudit, audit...)
 		if c != nil {
 			raw := c.Raw
@@ -90,7 +101,8 @@ func (s *Store) Enroll(ctx context.Context, etx store.EnrollTx) error {
 		defer br.Close()
 
 		var status string
-		if err := br.QueryRow().Scan(&status); err != nil {
+		var peers int64
+		if err := br.QueryRow().Scan(&status, &peers); err != nil {
 			// No row: the formation (or its whole org) is missing. Telling the
 			// two apart would need a second pool connection while this one
 			// is held, which can starve the pool under load.
@@ -116,10 +128,6 @@ func (s *Store) Enroll(ctx context.Context, etx store.EnrollTx) error {
 			}
 		}
 		if c != nil {
-			var peers int64
-			if err := br.QueryRow().Scan(&peers); err != nil {
-				return err
-			}
 			if peers >= int64(etx.PeerLimit) {
 				return fmt.Errorf("%w: formation '%s' has reached its peer quota (%d)", store.ErrQuota, etx.AppID, etx.PeerLimit)
 			}
