@@ -270,6 +270,10 @@ func (s *cdcScenario) startObserver(ctx context.Context) (func(org string) any, 
 	return nil, nil
 }
 
+// PacesItself tells the driver this scenario applies --rate itself (it
+// reports accept latency with and without the pacing wait).
+func (s *cdcScenario) PacesItself() bool { return true }
+
 // wait paces requests to the configured rate (a shared schedule, so the
 // total over all connections is the rate).
 func (s *cdcScenario) wait() {

@@ -79,7 +79,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.JSONFile, "json", "", "also write the report as JSON to this file")
 	fs.StringVar(&o.DatabaseURL, "database-url", "", "in-process gateway on this Postgres instead of SQLite")
 	fs.StringVar(&o.Sink, "sink", "", "cdc scenario: sink kind nats|webhook|kafka|none (default $PEAT_LOADTEST_SINK or nats)")
-	fs.Float64Var(&o.Rate, "rate", 0, "cdc scenario: target changes/s over all connections (0 = as fast as possible)")
+	fs.Float64Var(&o.Rate, "rate", 0, "target requests/s over all connections (0 = as fast as possible)")
 	fs.StringVar(&o.Filter, "filter", "", "cdc scenario: wasm filter bound to every sink (a .wasm file or a name in filters/dist)")
 	fs.StringVar(&o.FilterConfig, "filter-config", "", "cdc scenario: the filter's JSON config")
 	if err := fs.Parse(args); err != nil {
@@ -147,11 +147,15 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Report, error) {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
 	fmt.Fprintf(progress, "loadtest: scenario %s, %d connections, warm-up %s, measuring %s\n", o.Scenario, o.Concurrency, o.Warmup, o.Duration)
+	rate := o.Rate
+	if p, ok := sc.(interface{ PacesItself() bool }); ok && p.PacesItself() {
+		rate = 0
+	}
 	if o.Warmup > 0 {
-		drive(sc, c, o.Concurrency, o.Warmup, nil)
+		drive(sc, c, o.Concurrency, o.Warmup, nil, rate)
 	}
 	rec := newRecorder(o.Concurrency)
-	elapsed := drive(sc, c, o.Concurrency, o.Duration, rec)
+	elapsed := drive(sc, c, o.Concurrency, o.Duration, rec, rate)
 	rep := rec.report(o, elapsed)
 	if f, ok := sc.(interface{ Finish(*Report) }); ok {
 		f.Finish(rep)
@@ -210,16 +214,29 @@ func startInProcess(ctx context.Context, o Options) (*gateway.Gateway, string, f
 	}, nil
 }
 
-// drive runs workers until d has passed and returns the elapsed time.
-func drive(sc Scenario, c *Client, workers int, d time.Duration, rec *recorder) time.Duration {
+// drive runs workers until d has passed and returns the elapsed time. With
+// rate > 0 the workers share one schedule of rate requests per second and a
+// request's latency is measured from when it is sent, not from when its
+// turn was due (the open-loop pacing the p99-at-a-given-rate figures need).
+func drive(sc Scenario, c *Client, workers int, d time.Duration, rec *recorder, rate float64) time.Duration {
 	var stop atomic.Bool
 	var wg sync.WaitGroup
+	var sent atomic.Int64
 	start := time.Now()
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			for n := uint64(0); !stop.Load(); n++ {
+				if rate > 0 {
+					due := start.Add(time.Duration(float64(sent.Add(1)) / rate * float64(time.Second)))
+					if wait := time.Until(due); wait > 0 {
+						time.Sleep(wait)
+					}
+					if stop.Load() {
+						return
+					}
+				}
 				t0 := time.Now()
 				ep, status, err := sc.Step(c, w, n)
 				if rec != nil {
