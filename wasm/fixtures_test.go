@@ -46,21 +46,10 @@ var (
 	watVersion2     = watSpec{Route: "0x3276"} // routes to "v2"
 )
 
-const watNoProcess = `(module
-  (memory (export "memory") 1)
-  (func (export "_initialize"))
-  (func (export "gw_abi_v1"))
-  (func (export "gw_alloc") (param i32) (result i32) (i32.const 1024))
-  (func (export "gw_init") (param i32) (result i64) (i64.const 0)))`
-
-const watCommand = `(module
-  (memory (export "memory") 1)
-  (func (export "_start"))
-  (func (export "_initialize"))
-  (func (export "gw_abi_v1"))
-  (func (export "gw_alloc") (param i32) (result i32) (i32.const 1024))
-  (func (export "gw_init") (param i32) (result i64) (i64.const 0))
-  (func (export "gw_process") (param i32) (result i64) (i64.const -1)))`
+const (
+	watNoProcess = wasmtest.NoProcessWat
+	watCommand   = wasmtest.CommandWat
+)
 
 func wat(tb testing.TB, s watSpec) []byte { return s.Build(tb) }
 

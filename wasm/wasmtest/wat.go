@@ -94,3 +94,23 @@ func (m WatModule) Text() string {
 
 // Build assembles the module with wat2wasm.
 func (m WatModule) Build(tb testing.TB) []byte { return Wat2Wasm(tb, m.Text()) }
+
+// NoProcessWat is a module with every gw/v1 export but gw_process, for
+// upload-validation tests.
+const NoProcessWat = `(module
+  (memory (export "memory") 1)
+  (func (export "_initialize"))
+  (func (export "gw_abi_v1"))
+  (func (export "gw_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "gw_init") (param i32) (result i64) (i64.const 0)))`
+
+// CommandWat is a WASI command module (it exports _start), which the host
+// refuses: filters must be reactors.
+const CommandWat = `(module
+  (memory (export "memory") 1)
+  (func (export "_start"))
+  (func (export "_initialize"))
+  (func (export "gw_abi_v1"))
+  (func (export "gw_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "gw_init") (param i32) (result i64) (i64.const 0))
+  (func (export "gw_process") (param i32) (result i64) (i64.const -1)))`

@@ -24,23 +24,7 @@ func TestEnrollReadMatchesApprovalsSince(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	const base = 100 * hourMs
-	err := s.write(bg, func(tx *txn) error {
-		for i := 0; i < 3000; i++ {
-			e := model.AuditEntry{AuditID: fmt.Sprint(i), OrgID: "acme", AppID: "a", TimestampMs: base + rng.Uint64N(3*hourMs)}
-			if rng.IntN(4) == 0 {
-				e.Decision.Denied = &model.Denial{Reason: "no"}
-			} else {
-				e.Decision.Approved = &model.Approval{Tier: model.TierEndpoint}
-			}
-			if err := tx.appendAudit(e); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	seedAudit(t, s, rng, base)
 	// Ascending, as the clock moves: approvalsSince drops buckets older
 	// than two hours before the window it is asked about.
 	sinces := make([]int64, 300)

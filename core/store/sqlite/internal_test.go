@@ -159,23 +159,7 @@ func TestRateBucketsMatchIndexCount(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	const base = 100 * hourMs
-	err := s.write(bg, func(tx *txn) error {
-		for i := 0; i < 3000; i++ {
-			e := model.AuditEntry{AuditID: fmt.Sprint(i), OrgID: "acme", AppID: "a", TimestampMs: base + rng.Uint64N(3*hourMs)}
-			if rng.IntN(4) == 0 {
-				e.Decision.Denied = &model.Denial{Reason: "no"}
-			} else {
-				e.Decision.Approved = &model.Approval{Tier: model.TierEndpoint}
-			}
-			if err := tx.appendAudit(e); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	seedAudit(t, s, rng, base)
 	// Ascending, as the clock moves: the limiter drops buckets older than
 	// two hours before the window it is asked about.
 	sinces := make([]int64, 200)
@@ -271,5 +255,28 @@ func TestPruneInChunks(t *testing.T) {
 	}
 	if d, _ := s.OutboxDepth(bg); d != 10 {
 		t.Fatalf("OutboxDepth %d, want 10", d)
+	}
+}
+
+// seedAudit writes 3,000 audit entries for acme/a at random times in the
+// three hours from base, a quarter of them denials, in one transaction.
+func seedAudit(t *testing.T, s *Store, rng *rand.Rand, base uint64) {
+	t.Helper()
+	err := s.write(bg, func(tx *txn) error {
+		for i := 0; i < 3000; i++ {
+			e := model.AuditEntry{AuditID: fmt.Sprint(i), OrgID: "acme", AppID: "a", TimestampMs: base + rng.Uint64N(3*hourMs)}
+			if rng.IntN(4) == 0 {
+				e.Decision.Denied = &model.Denial{Reason: "no"}
+			} else {
+				e.Decision.Approved = &model.Approval{Tier: model.TierEndpoint}
+			}
+			if err := tx.appendAudit(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
