@@ -3,12 +3,13 @@ package tenant
 import (
 	"context"
 	"errors"
-	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 
 	"github.com/defenseunicorns/peat-gateway/core/errs"
 	"github.com/defenseunicorns/peat-gateway/core/model"
+	"github.com/defenseunicorns/peat-gateway/core/sinks"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 )
 
@@ -70,21 +71,17 @@ func isAlnumByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
-// isPrivateHost reports literal addresses and names that are always local.
+// isPrivateHost reports names that are always local and literal addresses
+// the webhook driver's SSRF guard would refuse, so creation and delivery
+// apply one policy.
 func isPrivateHost(h string) bool {
 	h = strings.TrimSuffix(strings.ToLower(h), ".")
 	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
 		return true
 	}
-	ip := net.ParseIP(h)
-	if ip == nil {
-		return false
-	}
-	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || cgnat.Contains(ip)
+	ip, err := netip.ParseAddr(h)
+	return err == nil && !sinks.IsPublicAddr(ip)
 }
-
-var cgnat = &net.IPNet{IP: net.IPv4(100, 64, 0, 0), Mask: net.CIDRMask(10, 32)}
 
 func sinkNotFound(org, id string) *errs.Error {
 	return errs.New(errs.NotFound, "Sink '%s' not found in org '%s'", id, org)
