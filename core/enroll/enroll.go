@@ -79,6 +79,7 @@ type Service struct {
 	st       store.Store
 	verifier *identity.Verifier
 	cache    *genesisCache
+	views    *viewCache
 	log      *slog.Logger
 	now      func() time.Time
 }
@@ -103,6 +104,7 @@ func New(ten *tenant.Service, o Options) *Service {
 		v = identity.New(identity.Options{HTTPClient: o.HTTPClient, Timeout: o.IdPTimeout, AllowHTTP: o.AllowHTTPIssuers})
 	}
 	s := &Service{ten: ten, st: ten.Store(), verifier: v, log: o.Logger, now: o.Now}
+	s.views = newViewCache(o.GenesisCacheSize, viewTTL, o.Now)
 	s.cache = newGenesisCache(ten.LoadGenesis, o.GenesisCacheSize, o.GenesisIdle, o.Now)
 	return s
 }
@@ -110,7 +112,10 @@ func New(ten *tenant.Service, o Options) *Service {
 // Forget drops (and zeroizes) the cached genesis of a formation; call it
 // when a formation is deleted so its key leaves memory at once. Without it
 // the key is wiped at the next lookup or after the idle period.
-func (s *Service) Forget(orgID, appID string) { s.cache.forget(orgID, appID) }
+func (s *Service) Forget(orgID, appID string) {
+	s.views.drop(orgID, appID)
+	s.cache.forget(orgID, appID)
+}
 
 // Close zeroizes every cached genesis.
 func (s *Service) Close() { s.cache.purge() }
@@ -158,12 +163,25 @@ type attempt struct {
 	nowMs  uint64
 	subKey []byte
 	nodeID *string
+	// cached: org and f came from the view cache, so the approval's
+	// transaction checks them (store.EnrollTx.Policy).
+	cached bool
 }
 
 // Enroll runs the decision pipeline for (orgID, appID). On refusal it
 // returns an *errs.Error whose kind gives the status (404, 409, 400, 401,
 // 403, 429); decisions (approvals and denials) are audited.
 func (s *Service) Enroll(ctx context.Context, orgID, appID string, req Request) (*Response, error) {
+	if v, ok := s.views.get(orgID, appID); ok && v.f.Status == model.FormationActive && v.f.EnrollmentPolicy != model.PolicyStrict {
+		// The approval path checks the view inside its transaction, so a
+		// cached one is safe there; every other outcome is decided fresh.
+		a := &attempt{nowMs: uint64(s.now().UnixMilli()), org: v.org, f: v.f, cached: true}
+		resp, err := s.enroll(ctx, a, req)
+		if !errors.Is(err, errStaleView) {
+			return resp, err
+		}
+		s.views.drop(orgID, appID)
+	}
 	a := &attempt{nowMs: uint64(s.now().UnixMilli())}
 	var err error
 	if a.f, err = s.st.GetFormation(ctx, orgID, appID); err != nil {
@@ -183,6 +201,17 @@ func (s *Service) Enroll(ctx context.Context, orgID, appID string, req Request) 
 		}
 		return nil, storageErr(err)
 	}
+	s.views.put(a.org, a.f)
+	return s.enroll(ctx, a, req)
+}
+
+// errStaleView means a cached view no longer matched the stored formation
+// or org: nothing was written and the enrollment is decided again.
+var errStaleView = errors.New("enroll: cached formation view is stale")
+
+// enroll decides an attempt whose org and formation are loaded.
+func (s *Service) enroll(ctx context.Context, a *attempt, req Request) (*Response, error) {
+	orgID, appID := a.org.OrgID, a.f.AppID
 	if a.f.Status == model.FormationSuspended {
 		return nil, suspended(orgID, appID)
 	}
@@ -286,6 +315,10 @@ func (s *Service) enrollOIDC(ctx context.Context, a *attempt, bearer string) (*R
 // failure is logged but does not change the answer: the caller is refused
 // either way.
 func (s *Service) deny(ctx context.Context, a *attempt, idpID, subject string, kind errs.Kind, reason string) error {
+	if a.cached {
+		// Denials are decided, and audited, from fresh reads only.
+		return errStaleView
+	}
 	e := model.AuditEntry{AuditID: model.NewID(), OrgID: a.org.OrgID, AppID: a.f.AppID, IdpID: idpID, Subject: subject,
 		Decision: model.Decision{Denied: &model.Denial{Reason: reason}}, Reason: reason, TimestampMs: a.nowMs}
 	if err := s.st.AppendAudit(ctx, e); err != nil {
@@ -315,12 +348,18 @@ func (s *Service) approve(ctx context.Context, a *attempt, ap model.Approval, id
 			entry.Serial = &cert.Serial
 		}
 	}
-	err := s.st.Enroll(ctx, store.EnrollTx{OrgID: a.org.OrgID, AppID: a.f.AppID, NowMs: a.nowMs,
+	tx := store.EnrollTx{OrgID: a.org.OrgID, AppID: a.f.AppID, NowMs: a.nowMs,
 		RateLimit: a.org.Quotas.MaxEnrollmentsPerHour, TokenID: tokenID,
-		PeerLimit: a.org.Quotas.MaxPeersPerFormation, Audit: entry, Certificate: cert})
+		PeerLimit: a.org.Quotas.MaxPeersPerFormation, Audit: entry, Certificate: cert}
+	if a.cached {
+		tx.Policy, tx.MeshID = a.f.EnrollmentPolicy, a.f.MeshID
+	}
+	err := s.st.Enroll(ctx, tx)
 	switch {
 	case err == nil:
 		return resp, nil
+	case errors.Is(err, store.ErrStale):
+		return nil, errStaleView
 	case errors.Is(err, store.ErrRateLimited):
 		return nil, errs.New(errs.RateLimited, msgRateLimited)
 	case errors.Is(err, store.ErrTokenInvalid):
@@ -329,6 +368,8 @@ func (s *Service) approve(ctx context.Context, a *attempt, ap model.Approval, id
 		return nil, errs.New(errs.Quota, "Formation '%s' has reached its peer quota (%d)", a.f.AppID, a.org.Quotas.MaxPeersPerFormation)
 	case errors.Is(err, store.ErrSuspended):
 		return nil, suspended(a.org.OrgID, a.f.AppID)
+	case isNotFound(err) && a.cached:
+		return nil, errStaleView
 	case isNotFound(err):
 		s.cache.forget(a.org.OrgID, a.f.AppID)
 		return nil, formationNotFound(a.org.OrgID, a.f.AppID)

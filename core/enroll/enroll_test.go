@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log/slog"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/defenseunicorns/peat-gateway/core/errs"
 	"github.com/defenseunicorns/peat-gateway/core/store/backendtest"
 
 	"github.com/defenseunicorns/peat-gateway/core/mesh"
@@ -224,4 +226,104 @@ func BenchmarkIssue(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestCachedViewNeverDecides checks that the view cache never changes an
+// answer: quota, status and formation changes made after a cached
+// enrollment apply to the very next one, on both backends, and a denial
+// reached through a stale view is audited once.
+func TestCachedViewNeverDecides(t *testing.T) {
+	backendtest.Each(t, func(t *testing.T, st store.Store) {
+		ctx := context.Background()
+		ten := tenant.New(st, nil, tenant.Options{})
+		svc := New(ten, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		defer svc.Close()
+		if _, err := ten.CreateOrg(ctx, "o", "o"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ten.CreateFormation(ctx, "o", "f", model.PolicyOpen); err != nil {
+			t.Fatal(err)
+		}
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		pk := hex.EncodeToString(pub)
+		var n int
+		enroll := func() (*Response, error) {
+			n++
+			node := "node-" + strconv.Itoa(n)
+			return svc.Enroll(ctx, "o", "f", Request{PublicKey: &pk, NodeID: &node})
+		}
+		kind := func(err error) string {
+			if err == nil {
+				return "ok"
+			}
+			var e *errs.Error
+			if errors.As(err, &e) {
+				return strconv.Itoa(int(e.Kind))
+			}
+			return err.Error()
+		}
+		expect := func(step, want string) *Response {
+			t.Helper()
+			r, err := enroll()
+			if got := kind(err); got != want {
+				t.Fatalf("%s: got %s (%v), want %s", step, got, err, want)
+			}
+			return r
+		}
+		first := expect("first", "ok")
+
+		// Rate limit lowered under the cached view: refused at once.
+		q, _ := ten.GetOrg(ctx, "o")
+		quotas := q.Quotas
+		quotas.MaxEnrollmentsPerHour = 1
+		if _, err := ten.UpdateOrg(ctx, "o", tenant.OrgPatch{Quotas: &quotas}); err != nil {
+			t.Fatal(err)
+		}
+		expect("rate limit lowered", strconv.Itoa(int(errs.RateLimited)))
+		quotas.MaxEnrollmentsPerHour = 1000
+		if _, err := ten.UpdateOrg(ctx, "o", tenant.OrgPatch{Quotas: &quotas}); err != nil {
+			t.Fatal(err)
+		}
+		expect("rate limit raised", "ok")
+
+		if _, err := ten.SetFormationStatus(ctx, "o", "f", model.FormationSuspended); err != nil {
+			t.Fatal(err)
+		}
+		expect("suspended", strconv.Itoa(int(errs.Conflict)))
+		if _, err := ten.SetFormationStatus(ctx, "o", "f", model.FormationActive); err != nil {
+			t.Fatal(err)
+		}
+		expect("resumed", "ok")
+
+		// Re-created as Strict behind the service's back (no Forget): the
+		// cached Open view must not approve, and the denial is audited once.
+		if err := ten.DeleteFormation(ctx, "o", "f"); err != nil {
+			t.Fatal(err)
+		}
+		strict, err := ten.CreateFormation(ctx, "o", "f", model.PolicyStrict)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, _ := st.ListAudit(ctx, "o", nil, 1000)
+		expect("re-created Strict", strconv.Itoa(int(errs.Forbidden)))
+		after, _ := st.ListAudit(ctx, "o", nil, 1000)
+		if len(after) != len(before)+1 || after[0].Decision.Denied == nil {
+			t.Fatalf("strict denial: %d audit entries, was %d", len(after), len(before))
+		}
+
+		// Re-created Open: the certificate comes from the new authority.
+		if err := ten.DeleteFormation(ctx, "o", "f"); err != nil {
+			t.Fatal(err)
+		}
+		open, err := ten.CreateFormation(ctx, "o", "f", model.PolicyOpen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := expect("re-created Open", "ok")
+		if *r.MeshID != open.MeshID || *r.MeshID == *first.MeshID || *r.MeshID == strict.MeshID ||
+			*r.AuthorityPublicKey == *first.AuthorityPublicKey {
+			t.Fatalf("certificate from mesh %s (authority %s), want the new formation's %s", *r.MeshID,
+				*r.AuthorityPublicKey, open.MeshID)
+		}
+	})
 }

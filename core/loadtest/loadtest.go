@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -82,8 +83,22 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.Rate, "rate", 0, "target requests/s over all connections (0 = as fast as possible)")
 	fs.StringVar(&o.Filter, "filter", "", "cdc scenario: wasm filter bound to every sink (a .wasm file or a name in filters/dist)")
 	fs.StringVar(&o.FilterConfig, "filter-config", "", "cdc scenario: the filter's JSON config")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole process (load generator and in-process gateway) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadtest: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "loadtest: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := Run(context.Background(), o, stderr)
 	if err != nil {

@@ -33,6 +33,10 @@ var (
 	ErrSuspended               = errors.New("formation suspended")
 	ErrConflict                = errors.New("concurrent modification")
 	ErrOutboxFull              = errors.New("outbox full")
+	// ErrStale means a write's expectations (EnrollTx.Policy and MeshID, say)
+	// no longer hold: nothing was changed and the caller should decide again
+	// from fresh reads.
+	ErrStale = errors.New("stale read: the data a decision was based on has changed")
 )
 
 // notFoundError is a specific not-found that also matches ErrNotFound.
@@ -158,6 +162,15 @@ type EnrollTx struct {
 	Audit     model.AuditEntry
 	// Certificate, when set, is added to the inventory.
 	Certificate *model.Certificate
+	// Policy and MeshID, when set, name the formation the caller decided on,
+	// possibly from a cache. Enroll then checks, inside its transaction, that
+	// the formation still has that enrollment policy and mesh_id (a formation
+	// re-created under the same app_id has a new one) and that the org's
+	// max_enrollments_per_hour and max_peers_per_formation still equal
+	// RateLimit and PeerLimit; on any difference it changes nothing and
+	// returns ErrStale.
+	Policy model.EnrollmentPolicy
+	MeshID string
 }
 
 // Enrollment persists the enrollment path and the certificate inventory.

@@ -55,7 +55,9 @@ func (s *Store) Enroll(ctx context.Context, etx store.EnrollTx) error {
 	}
 	return s.txn(ctx, func(conn *pgx.Conn) error {
 		b := beginBatch()
-		b.Queue(`SELECT f.status, f.peer_count FROM orgs o JOIN formations f ON f.org_id = o.org_id
+		b.Queue(`SELECT f.status, f.peer_count, f.enrollment_policy, f.mesh_id, o.max_enrollments_per_hour,
+				o.max_peers_per_formation
+			FROM orgs o JOIN formations f ON f.org_id = o.org_id
 			WHERE o.org_id = $1 AND f.app_id = $2 FOR NO KEY UPDATE OF o, f`, etx.OrgID, etx.AppID)
 		// Whole minutes inside the window come from the per-minute buckets
 		// (migration 0003); the minute the window starts in is partial. When
@@ -100,13 +102,16 @@ func (s *Store) Enroll(ctx context.Context, etx store.EnrollTx) error {
 		}
 		defer br.Close()
 
-		var status string
-		var peers int64
-		if err := br.QueryRow().Scan(&status, &peers); err != nil {
+		var status, policy, meshID string
+		var peers, rateLimit, peerLimit int64
+		if err := br.QueryRow().Scan(&status, &peers, &policy, &meshID, &rateLimit, &peerLimit); err != nil {
 			// No row: the formation (or its whole org) is missing. Telling the
 			// two apart would need a second pool connection while this one
 			// is held, which can starve the pool under load.
 			return one(err, store.ErrFormationNotFound)
+		}
+		if stale(etx, policy, meshID, rateLimit, peerLimit) {
+			return store.ErrStale
 		}
 		if model.FormationStatus(status) == model.FormationSuspended {
 			return store.ErrSuspended
@@ -142,6 +147,16 @@ func (s *Store) Enroll(ctx context.Context, etx store.EnrollTx) error {
 		}
 		return br.Close()
 	})
+}
+
+// stale reports whether etx's expectations (store.EnrollTx.Policy) differ
+// from the formation and org rows read under their locks.
+func stale(etx store.EnrollTx, policy, meshID string, rateLimit, peerLimit int64) bool {
+	if etx.Policy == "" && etx.MeshID == "" {
+		return false
+	}
+	return string(etx.Policy) != policy || etx.MeshID != meshID ||
+		int64(etx.RateLimit) != rateLimit || int64(etx.PeerLimit) != peerLimit
 }
 
 // ListCertificates lists a formation's certificates, oldest first.

@@ -14,29 +14,43 @@ import (
 const hourMs = 3_600_000
 
 // enrollReadSQL reads, in one statement, everything Enroll checks before it
-// writes: the formation's status and peer count, the rate limiter's minute
-// buckets and the partial minute at the window's start (skipped when the
-// buckets alone reach the limit, or the formation cannot enroll), and the
-// token. Every check reads state no earlier write of the same Enroll
-// touches, so one read up front sees exactly what the checks did one by one.
+// writes: the org's quotas, the formation's status, policy, mesh_id and peer
+// count, the rate limiter's minute buckets and the partial minute at the
+// window's start (skipped when the buckets alone reach the limit, or the
+// formation cannot enroll), and the token. Every check reads state no
+// earlier write of the same Enroll touches, so one read up front sees
+// exactly what the checks did one by one.
 //
 // ?1 org, ?2 app, ?3 token, ?4 first full minute, ?5 since, ?6 first full
 // minute in ms, ?7 limit, ?8 'Active'.
-const enrollReadSQL = `WITH f AS (SELECT status, peer_count FROM formations WHERE org_id = ?1 AND app_id = ?2),
+const enrollReadSQL = `WITH f AS (SELECT status, peer_count, enrollment_policy, mesh_id FROM formations WHERE org_id = ?1 AND app_id = ?2),
+	o AS (SELECT max_enrollments_per_hour AS rl, max_peers_per_formation AS pl FROM orgs WHERE org_id = ?1),
 	b AS (SELECT coalesce(sum(n), 0) AS n FROM enrollment_rate WHERE org_id = ?1 AND minute >= ?4
 		AND EXISTS (SELECT 1 FROM f WHERE status = ?8))
-SELECT (SELECT count(*) FROM orgs WHERE org_id = ?1), f.status, f.peer_count, b.n,
+SELECT o.rl IS NOT NULL, f.status, f.peer_count, b.n,
 	CASE WHEN f.status IS NOT ?8 OR b.n >= ?7 THEN 0 ELSE (SELECT count(*) FROM (SELECT 1 FROM enrollment_audit
 		WHERE org_id = ?1 AND approved = 1 AND timestamp_ms >= ?5 AND timestamp_ms < ?6 LIMIT ?7)) END,
-	t.token_id, t.org_id, t.app_id, t.label, t.max_uses, t.uses, t.expires_at, t.created_at, t.revoked
-FROM b LEFT JOIN f LEFT JOIN enrollment_tokens t ON t.org_id = ?1 AND t.token_id = ?3`
+	t.token_id, t.org_id, t.app_id, t.label, t.max_uses, t.uses, t.expires_at, t.created_at, t.revoked,
+	f.enrollment_policy, f.mesh_id, o.rl, o.pl
+FROM b LEFT JOIN o LEFT JOIN f LEFT JOIN enrollment_tokens t ON t.org_id = ?1 AND t.token_id = ?3`
 
 // Enroll applies one approved enrollment atomically: formation state, rate
 // limit, token consumption, peer quota, audit, certificate.
 func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
+	eop, fn := s.enrollFn(e)
+	return s.writeOp(ctx, eop, fn)
+}
+
+// enrollFn returns Enroll's write on its own and, unless the store counts
+// rates by index, its batchable form.
+func (s *Store) enrollFn(e store.EnrollTx) (*enrollOp, func(t *txn) error) {
 	// Marshalled here, in the caller's goroutine, not in the single writer's.
 	dec, decErr := json.Marshal(e.Audit.Decision)
-	return s.write(ctx, func(t *txn) error {
+	var batchable *enrollOp
+	if decErr == nil && !s.rateByIndex {
+		batchable = &enrollOp{e: e, dec: dec}
+	}
+	return batchable, func(t *txn) error {
 		since := int64(0)
 		if e.NowMs > hourMs {
 			since = int64(e.NowMs - hourMs)
@@ -53,6 +67,9 @@ func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 				return store.ErrOrgNotFound
 			}
 			return store.ErrFormationNotFound
+		}
+		if r.stale(e) {
+			return store.ErrStale
 		}
 		if model.FormationStatus(r.status.String) != model.FormationActive {
 			return store.ErrSuspended
@@ -124,7 +141,7 @@ func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 			}
 		}
 		return nil
-	})
+	}
 }
 
 // enrollState is what Enroll checks, read by enrollRead in one statement.
@@ -135,6 +152,19 @@ type enrollState struct {
 	approvals  int64 // in the window, from the buckets, as approvalsSince counts them
 	tokenFound bool
 	token      model.EnrollmentToken
+	// what store.EnrollTx.Policy and MeshID are checked against
+	policy, meshID       string
+	rateLimit, peerLimit int64
+}
+
+// stale reports whether e's expectations (store.EnrollTx.Policy) differ from
+// the rows read.
+func (r *enrollState) stale(e store.EnrollTx) bool {
+	if e.Policy == "" && e.MeshID == "" {
+		return false
+	}
+	return string(e.Policy) != r.policy || e.MeshID != r.meshID ||
+		int64(e.RateLimit) != r.rateLimit || int64(e.PeerLimit) != r.peerLimit
 }
 
 // enrollRead runs enrollReadSQL. approvals is only counted for an active
@@ -142,16 +172,17 @@ type enrollState struct {
 func (t *txn) enrollRead(orgID, appID, tokenID string, since, limit int64) (enrollState, error) {
 	var r enrollState
 	firstFull := (since + minuteMs - 1) / minuteMs
-	var orgs int64
 	var peers, buckets, edge sql.NullInt64
-	var tkID, tkOrg, tkApp, tkLabel sql.NullString
-	var maxUses, uses, expires, created, revoked sql.NullInt64
+	var tkID, tkOrg, tkApp, tkLabel, policy, meshID sql.NullString
+	var maxUses, uses, expires, created, revoked, rl, pl sql.NullInt64
 	if err := t.row(enrollReadSQL, orgID, appID, tokenID, firstFull, since, firstFull*minuteMs, limit,
-		string(model.FormationActive)).Scan(&orgs, &r.status, &peers, &buckets, &edge,
-		&tkID, &tkOrg, &tkApp, &tkLabel, &maxUses, &uses, &expires, &created, &revoked); err != nil {
+		string(model.FormationActive)).Scan(&r.org, &r.status, &peers, &buckets, &edge,
+		&tkID, &tkOrg, &tkApp, &tkLabel, &maxUses, &uses, &expires, &created, &revoked,
+		&policy, &meshID, &rl, &pl); err != nil {
 		return r, err
 	}
-	r.org, r.peers = orgs > 0, peers.Int64
+	r.peers = peers.Int64
+	r.policy, r.meshID, r.rateLimit, r.peerLimit = policy.String, meshID.String, rl.Int64, pl.Int64
 	r.approvals = buckets.Int64
 	if r.approvals < limit {
 		r.approvals += min(edge.Int64, limit-r.approvals)

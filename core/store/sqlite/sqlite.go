@@ -62,6 +62,10 @@ type Store struct {
 	// ratePruned holds, per org, the cutoff minute of the last prune of its
 	// rate buckets, so Enroll deletes old buckets once a minute, not per call.
 	ratePruned map[string]int64
+	// multi caches enrollBatch's multi-row statements' text.
+	multi map[multiKey]string
+	// enrollBatches counts the enrollment batches committed (tests).
+	enrollBatches int
 
 	// wq feeds the group committer; wqMu guards sends against Close.
 	wq       chan *writeOp
@@ -165,7 +169,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
-	s := &Store{w: w, wc: wc, wstmts: map[string]*sql.Stmt{}, ratePruned: map[string]int64{}, rstmts: map[string]*sql.Stmt{},
+	s := &Store{w: w, wc: wc, wstmts: map[string]*sql.Stmt{}, ratePruned: map[string]int64{}, multi: map[multiKey]string{}, rstmts: map[string]*sql.Stmt{},
 		rateByIndex: cfg.rateByIndex, pruneChunk: cfg.pruneChunk,
 		wq: make(chan *writeOp, 4*maxGroup), wqDone: make(chan struct{})}
 	go s.committer()
@@ -420,10 +424,15 @@ var errClosed = errors.New("sqlite: store closed")
 // other callers' work. A caller cancelled before its turn is skipped; one
 // cancelled while its fn runs has its savepoint rolled back.
 func (s *Store) write(ctx context.Context, fn func(t *txn) error) error {
+	return s.writeOp(ctx, nil, fn)
+}
+
+// writeOp is write with an optional batchable form of fn (see enrollBatch).
+func (s *Store) writeOp(ctx context.Context, eop *enrollOp, fn func(t *txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), enroll: eop}
 	s.wqMu.RLock()
 	if s.wqClosed {
 		s.wqMu.RUnlock()
@@ -443,6 +452,9 @@ type writeOp struct {
 	fn   func(t *txn) error
 	done chan error
 	err  error
+	// enroll, when set, lets consecutive enrollments of a group be decided
+	// and written together (enrollBatch); fn is the same write on its own.
+	enroll *enrollOp
 }
 
 // committer drains the write queue until it is closed.
@@ -491,10 +503,28 @@ func (s *Store) commitGroup(batch []*writeOp) {
 		return
 	}
 	ran := 0
-	for _, o := range batch {
+	for i := 0; i < len(batch); i++ {
+		o := batch[i]
 		if err := o.ctx.Err(); err != nil {
 			o.err = err
 			continue
+		}
+		if o.enroll != nil {
+			j := i + 1
+			for j < len(batch) && batch[j].enroll != nil {
+				j++
+			}
+			if j-i > 1 {
+				switch ok, fatal := s.runEnrollBatch(batch[i:j]); {
+				case fatal:
+					s.abortGroup(batch)
+					return
+				case ok:
+					i = j - 1
+					continue
+				}
+				// Declined: the run's ops go one by one below.
+			}
 		}
 		if err := s.ctl("SAVEPOINT g"); err != nil {
 			s.abortGroup(batch)
@@ -529,6 +559,43 @@ func (s *Store) commitGroup(batch []*writeOp) {
 			}
 		}
 	}
+}
+
+// runEnrollBatch runs consecutive enrollment ops through enrollBatch inside
+// one savepoint, setting each op's err. ok is false when the batch was
+// declined or failed and rolled back (the ops are then untouched, to be run
+// one by one); fatal when the group transaction itself is gone.
+func (s *Store) runEnrollBatch(ops []*writeOp) (ok, fatal bool) {
+	live := make([]*writeOp, 0, len(ops))
+	eops := make([]*enrollOp, 0, len(ops))
+	for _, o := range ops {
+		if err := o.ctx.Err(); err != nil {
+			// Skipped, as a cancelled op is before its turn. One cancelled
+			// later is committed with the rest and reported as such.
+			o.err = err
+			continue
+		}
+		live = append(live, o)
+		eops = append(eops, o.enroll)
+	}
+	if err := s.ctl("SAVEPOINT g"); err != nil {
+		return false, true
+	}
+	res, err := (&txn{s: s, ctx: context.Background()}).enrollBatch(eops)
+	if err != nil {
+		if s.ctl("ROLLBACK TO g") != nil || s.ctl("RELEASE g") != nil {
+			return false, true
+		}
+		return false, false
+	}
+	if err := s.ctl("RELEASE g"); err != nil {
+		return false, true
+	}
+	s.enrollBatches++
+	for i, o := range live {
+		o.err = res[i]
+	}
+	return true, false
 }
 
 // abortGroup rolls back a broken group transaction and reruns each op that
