@@ -3,7 +3,9 @@ package sqlite
 import (
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -115,3 +117,63 @@ func cpuUs() float64 {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e3
 }
+
+// BenchmarkWriteDocumentsBatch measures one WriteDocuments call the way the
+// docs service makes them under the cdc-accept load: batches of 16 updates
+// of random documents (10,000 of them) over 10 orgs of one formation each,
+// one batch at a time. Per batch, the writer's fixed costs (formation
+// checks, counters, commit and fsync) and its per-document costs.
+func BenchmarkWriteDocumentsBatch(b *testing.B) {
+	s := openAt(b, filepath.Join(b.TempDir(), "g.db"))
+	defer s.Close()
+	q := model.DefaultQuotas()
+	q.MaxDocumentsPerFormation = math.MaxUint32
+	orgs, docs := 10, 10000
+	batch := benchBatch
+	for o := 0; o < orgs; o++ {
+		org := fmt.Sprintf("org%d", o)
+		if err := s.CreateOrg(bg, model.Organization{OrgID: org, Quotas: q}); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.CreateFormation(bg, model.Formation{OrgID: org, AppID: "app1", Status: model.FormationActive}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := 0
+	mk := func(ws []store.DocumentWrite) {
+		for j := range ws {
+			n++
+			d := (n * 7919) % docs
+			ws[j] = store.DocumentWrite{OrgID: fmt.Sprintf("org%d", d%orgs), AppID: "app1", DocID: fmt.Sprintf("d%d", d),
+				Body:        []byte(fmt.Sprintf(`{"doc":%d,"pad":"%064d","seq":%d}`, d, 0, n)),
+				ActorID:     "api",
+				TimestampMs: uint64(n), DocLimit: math.MaxUint32}
+		}
+	}
+	// Every document exists, as in a long run.
+	ws := make([]store.DocumentWrite, 250)
+	for i := 0; i < docs/len(ws); i++ {
+		mk(ws)
+		if _, err := s.WriteDocuments(bg, ws); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ws = ws[:batch]
+	b.ResetTimer()
+	cpu0 := cpuUs()
+	for b.Loop() {
+		mk(ws)
+		if _, err := s.WriteDocuments(bg, ws); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "docs/s")
+	b.ReportMetric((cpuUs()-cpu0)/float64(b.N), "cpu-µs/batch")
+}
+
+var benchBatch = func() int {
+	if n, err := strconv.Atoi(os.Getenv("PEAT_BENCH_BATCH")); err == nil && n > 0 {
+		return n
+	}
+	return 16
+}()
