@@ -34,132 +34,211 @@ type enrollOp struct {
 // errNoBatch makes the committer run the enrollments one at a time.
 var errNoBatch = fmt.Errorf("sqlite: enrollment batch declined")
 
-type enrollKey struct{ org, app, token string }
+// enrollCache is what enrollBatch knows of the rows it checks, carried from
+// one batch to the next so that a steady stream of enrollments reads nothing
+// but writes. It is only ever updated with effects that were written, and
+// cleared whenever anything else could have changed those rows: any other
+// write of this store (including an enrollment run on its own), a rolled
+// back savepoint or group, and a commit by another process (data_version).
+type enrollCache struct {
+	f map[[2]string]*formationCheck // by (org, app)
+	t map[[2]string]*tokenCheck     // by (org, token)
+	r map[string]*rateCheck         // by org
+}
+
+type formationCheck struct {
+	org                  bool
+	status               sql.NullString // not Valid: no such formation
+	policy, meshID       string
+	rateLimit, peerLimit int64
+	peers                int64
+}
+
+type tokenCheck struct {
+	found bool
+	token model.EnrollmentToken
+}
+
+// rateCheck bounds an org's approvals in the window from above for every
+// enrollment whose window starts in minute firstFull-1 at or after the clock
+// it was read at: entries of the window's edge minute only ever leave it.
+type rateCheck struct {
+	firstFull int64
+	count     int64
+}
+
+func (c *enrollCache) clear() {
+	c.f, c.t, c.r = nil, nil, nil
+}
+
+func (c *enrollCache) init() {
+	if c.f == nil {
+		c.f, c.t, c.r = map[[2]string]*formationCheck{}, map[[2]string]*tokenCheck{}, map[string]*rateCheck{}
+	}
+}
 
 // enrollBatch decides and writes ops (all with ctx still live) inside the
 // caller's savepoint. It returns per-op results (nil = approved and
 // written), or an error if the batch must be rolled back and rerun op by op.
 func (t *txn) enrollBatch(ops []*enrollOp) ([]error, error) {
-	type orgState struct {
+	c := &t.s.ecache
+	c.init()
+	// One clock per org: the earliest, which sees the most of the window's
+	// edge minute. A minute boundary inside the batch moves the window's
+	// whole minutes; that is left to the one-by-one path.
+	type orgClock struct {
 		firstFull int64
 		minNow    uint64
-		count     int64 // approvals in the window, by the earliest op's clock
-		added     int64
 	}
-	orgs := map[string]*orgState{}
+	clocks := map[string]*orgClock{}
 	for _, o := range ops {
 		since := int64(0)
 		if o.e.NowMs > hourMs {
 			since = int64(o.e.NowMs - hourMs)
 		}
 		ff := (since + minuteMs - 1) / minuteMs
-		st, ok := orgs[o.e.OrgID]
+		oc, ok := clocks[o.e.OrgID]
 		if !ok {
-			orgs[o.e.OrgID] = &orgState{firstFull: ff, minNow: o.e.NowMs}
+			clocks[o.e.OrgID] = &orgClock{firstFull: ff, minNow: o.e.NowMs}
 			continue
 		}
-		if st.firstFull != ff {
-			// A minute boundary inside the batch moves the window's whole
-			// minutes; not worth modelling.
+		if oc.firstFull != ff {
 			return nil, errNoBatch
 		}
-		st.minNow = min(st.minNow, o.e.NowMs)
+		oc.minNow = min(oc.minNow, o.e.NowMs)
 	}
 
-	states := map[enrollKey]*enrollState{}
-	tokenUses := map[enrollKey]int64{}  // by (org, "", token)
-	peersAdded := map[enrollKey]int64{} // by (org, app, "")
+	// Effects of this batch's approvals, applied to the cache once written.
+	tokenUses := map[[2]string]int64{}
+	peersAdded := map[[2]string]int64{}
+	rateAdded := map[string]int64{}
 	results := make([]error, len(ops))
 	approved := make([]*enrollOp, 0, len(ops))
 	for i, o := range ops {
 		e := o.e
-		k := enrollKey{e.OrgID, e.AppID, e.TokenID}
-		r, ok := states[k]
-		ost := orgs[e.OrgID]
-		if !ok {
+		fk, tk := [2]string{e.OrgID, e.AppID}, [2]string{e.OrgID, e.TokenID}
+		oc := clocks[e.OrgID]
+		f, tc, rc := c.f[fk], c.t[tk], c.r[e.OrgID]
+		if rc != nil && rc.firstFull != oc.firstFull {
+			rc = nil
+		}
+		if f == nil || (e.TokenID != "" && tc == nil) || (rc == nil && f.active()) {
 			since := int64(0)
-			if ost.minNow > hourMs {
-				since = int64(ost.minNow - hourMs)
+			if oc.minNow > hourMs {
+				since = int64(oc.minNow - hourMs)
 			}
-			rs, err := t.enrollRead(e.OrgID, e.AppID, e.TokenID, since, int64(e.RateLimit))
+			r, err := t.enrollRead(e.OrgID, e.AppID, e.TokenID, since, int64(e.RateLimit))
 			if err != nil {
 				return nil, err
 			}
-			r = &rs
-			states[k] = r
-			if r.status.Valid && model.FormationStatus(r.status.String) == model.FormationActive {
-				// The earliest clock sees the most of the window's edge
-				// minute, so this count bounds every op's from above.
-				ost.count = r.approvals
-				if err := t.pruneRate(e.OrgID, ost.firstFull); err != nil {
+			// Only what is missing is filled in: a cached entry already
+			// carries the effects of earlier batches of this transaction.
+			if f == nil {
+				f = &formationCheck{org: r.org, status: r.status, policy: r.policy, meshID: r.meshID,
+					rateLimit: r.rateLimit, peerLimit: r.peerLimit, peers: r.peers}
+				c.f[fk] = f
+			}
+			if e.TokenID != "" && tc == nil {
+				tc = &tokenCheck{found: r.tokenFound, token: r.token}
+				c.t[tk] = tc
+			}
+			if rc == nil && r.status.Valid && model.FormationStatus(r.status.String) == model.FormationActive {
+				rc = &rateCheck{firstFull: oc.firstFull, count: r.approvals}
+				c.r[e.OrgID] = rc
+				if err := t.pruneRate(e.OrgID, oc.firstFull); err != nil {
 					return nil, err
 				}
 			}
+			if rc == nil && f.active() {
+				return nil, errNoBatch // the cache disagrees with the rows: start over
+			}
 		}
-		if !r.status.Valid {
-			if !r.org {
+		if !f.status.Valid {
+			if !f.org {
 				results[i] = store.ErrOrgNotFound
 			} else {
 				results[i] = store.ErrFormationNotFound
 			}
 			continue
 		}
-		if r.stale(e) {
+		if f.stale(e) {
 			results[i] = store.ErrStale
 			continue
 		}
-		if model.FormationStatus(r.status.String) != model.FormationActive {
+		if !f.active() {
 			results[i] = store.ErrSuspended
 			continue
 		}
-		if ost.count+ost.added >= int64(e.RateLimit) {
-			// At the limit the window's edge decides, and that differs by
+		if rc.count+rateAdded[e.OrgID] >= int64(e.RateLimit) {
+			// Near the limit the window's edge decides, and that differs by
 			// the millisecond between ops.
 			return nil, errNoBatch
 		}
 		if e.TokenID != "" {
-			tk := r.token
-			uses := int64(tk.Uses) + tokenUses[enrollKey{e.OrgID, "", e.TokenID}]
+			tok := tc.token
+			uses := int64(tok.Uses) + tokenUses[tk]
 			switch {
-			case !r.tokenFound:
+			case !tc.found:
 				results[i] = fmt.Errorf("%w: unknown token", store.ErrTokenInvalid)
-			case tk.AppID != e.AppID:
+			case tok.AppID != e.AppID:
 				results[i] = fmt.Errorf("%w: token is for another formation", store.ErrTokenInvalid)
-			case tk.Revoked:
+			case tok.Revoked:
 				results[i] = fmt.Errorf("%w: revoked", store.ErrTokenInvalid)
-			case tk.ExpiresAt != nil && e.NowMs > *tk.ExpiresAt:
+			case tok.ExpiresAt != nil && e.NowMs > *tok.ExpiresAt:
 				results[i] = fmt.Errorf("%w: expired", store.ErrTokenInvalid)
-			case tk.MaxUses != nil && uses >= int64(*tk.MaxUses):
+			case tok.MaxUses != nil && uses >= int64(*tok.MaxUses):
 				results[i] = fmt.Errorf("%w: exhausted", store.ErrTokenInvalid)
 			}
 			if results[i] != nil {
 				continue
 			}
 		}
-		fk := enrollKey{e.OrgID, e.AppID, ""}
-		if e.Certificate != nil && r.peers+peersAdded[fk] >= int64(e.PeerLimit) {
+		if e.Certificate != nil && f.peers+peersAdded[fk] >= int64(e.PeerLimit) {
 			results[i] = fmt.Errorf("%w: max_peers_per_formation %d", store.ErrQuota, e.PeerLimit)
 			continue
 		}
 		if e.TokenID != "" {
-			tokenUses[enrollKey{e.OrgID, "", e.TokenID}]++
+			tokenUses[tk]++
 		}
 		if e.Certificate != nil && !e.Certificate.Revoked {
 			peersAdded[fk]++
 		}
-		ost.added++
+		rateAdded[e.OrgID]++
 		approved = append(approved, o)
 	}
 	if err := t.writeEnrollments(approved, tokenUses, peersAdded); err != nil {
 		return nil, err
 	}
+	for k, n := range tokenUses {
+		c.t[k].token.Uses += uint32(n)
+	}
+	for k, n := range peersAdded {
+		c.f[k].peers += n
+	}
+	for org, n := range rateAdded {
+		c.r[org].count += n
+	}
 	return results, nil
 }
 
+func (f *formationCheck) active() bool {
+	return f != nil && f.status.Valid && model.FormationStatus(f.status.String) == model.FormationActive
+}
+
+// stale reports whether e's expectations (store.EnrollTx.Policy) differ from
+// the formation and org.
+func (f *formationCheck) stale(e store.EnrollTx) bool {
+	if e.Policy == "" && e.MeshID == "" {
+		return false
+	}
+	return string(e.Policy) != f.policy || e.MeshID != f.meshID ||
+		int64(e.RateLimit) != f.rateLimit || int64(e.PeerLimit) != f.peerLimit
+}
+
 // writeEnrollments writes the approved ops and the counters they moved.
-func (t *txn) writeEnrollments(ops []*enrollOp, tokenUses, peersAdded map[enrollKey]int64) error {
+func (t *txn) writeEnrollments(ops []*enrollOp, tokenUses, peersAdded map[[2]string]int64) error {
 	for k, n := range tokenUses {
-		if _, err := t.exec(`UPDATE enrollment_tokens SET uses = uses + ? WHERE org_id = ? AND token_id = ?`, n, k.org, k.token); err != nil {
+		if _, err := t.exec(`UPDATE enrollment_tokens SET uses = uses + ? WHERE org_id = ? AND token_id = ?`, n, k[0], k[1]); err != nil {
 			return err
 		}
 	}
@@ -205,7 +284,7 @@ func (t *txn) writeEnrollments(ops []*enrollOp, tokenUses, peersAdded map[enroll
 		return err
 	}
 	for k, n := range peersAdded {
-		if _, err := t.exec(`UPDATE formations SET peer_count = peer_count + ? WHERE org_id = ? AND app_id = ?`, n, k.org, k.app); err != nil {
+		if _, err := t.exec(`UPDATE formations SET peer_count = peer_count + ? WHERE org_id = ? AND app_id = ?`, n, k[0], k[1]); err != nil {
 			return err
 		}
 	}

@@ -66,6 +66,11 @@ type Store struct {
 	multi map[multiKey]string
 	// enrollBatches counts the enrollment batches committed (tests).
 	enrollBatches int
+	// ecache is enrollBatch's view of the rows it checks (see enrollCache).
+	ecache enrollCache
+	// dataVersion is the writer's last PRAGMA data_version, which moves
+	// only when another process commits to the file.
+	dataVersion int64
 
 	// wq feeds the group committer; wqMu guards sends against Close.
 	wq       chan *writeOp
@@ -492,7 +497,8 @@ func (s *Store) commitGroup(batch []*writeOp) {
 		}
 		return
 	}
-	if len(batch) == 1 {
+	s.checkExternalWrites()
+	if len(batch) == 1 && batch[0].enroll == nil {
 		batch[0].err = s.runOne(batch[0])
 		return
 	}
@@ -502,34 +508,36 @@ func (s *Store) commitGroup(batch []*writeOp) {
 		}
 		return
 	}
-	ran := 0
+	ran, oneByOne := 0, 0
 	for i := 0; i < len(batch); i++ {
 		o := batch[i]
 		if err := o.ctx.Err(); err != nil {
 			o.err = err
 			continue
 		}
-		if o.enroll != nil {
+		if o.enroll != nil && i >= oneByOne {
 			j := i + 1
 			for j < len(batch) && batch[j].enroll != nil {
 				j++
 			}
-			if j-i > 1 {
-				switch ok, fatal := s.runEnrollBatch(batch[i:j]); {
-				case fatal:
-					s.abortGroup(batch)
-					return
-				case ok:
-					i = j - 1
-					continue
-				}
-				// Declined: the run's ops go one by one below.
+			switch ok, fatal := s.runEnrollBatch(batch[i:j]); {
+			case fatal:
+				s.abortGroup(batch)
+				return
+			case ok:
+				i = j - 1
+				continue
 			}
+			// Declined: the run's ops go one by one below.
+			oneByOne = j
 		}
 		if err := s.ctl("SAVEPOINT g"); err != nil {
 			s.abortGroup(batch)
 			return
 		}
+		// Any write but a batched enrollment may change what the
+		// enrollment cache holds.
+		s.ecache.clear()
 		err := o.fn(&txn{s: s, ctx: context.WithoutCancel(o.ctx)})
 		if err == nil && o.ctx.Err() != nil {
 			err = o.ctx.Err()
@@ -553,6 +561,7 @@ func (s *Store) commitGroup(batch []*writeOp) {
 	}
 	if err := s.ctl("COMMIT"); err != nil {
 		s.ctl("ROLLBACK")
+		s.ecache.clear()
 		for _, o := range batch {
 			if o.err == nil {
 				o.err = mapErr(err)
@@ -583,6 +592,7 @@ func (s *Store) runEnrollBatch(ops []*writeOp) (ok, fatal bool) {
 	}
 	res, err := (&txn{s: s, ctx: context.Background()}).enrollBatch(eops)
 	if err != nil {
+		s.ecache.clear()
 		if s.ctl("ROLLBACK TO g") != nil || s.ctl("RELEASE g") != nil {
 			return false, true
 		}
@@ -603,10 +613,25 @@ func (s *Store) runEnrollBatch(ops []*writeOp) (ok, fatal bool) {
 // fail its neighbours.
 func (s *Store) abortGroup(batch []*writeOp) {
 	s.ctl("ROLLBACK")
+	s.ecache.clear()
 	for _, o := range batch {
 		if o.err == nil {
 			o.err = s.runOne(o)
 		}
+	}
+}
+
+// checkExternalWrites drops the enrollment cache if another process wrote
+// to the database since the last group; the caller holds wmu.
+func (s *Store) checkExternalWrites() {
+	var v int64
+	st, err := s.wst(context.Background(), "PRAGMA data_version")
+	if err == nil {
+		err = st.QueryRowContext(context.Background()).Scan(&v)
+	}
+	if err != nil || v != s.dataVersion {
+		s.ecache.clear()
+		s.dataVersion = v
 	}
 }
 
@@ -618,6 +643,7 @@ func (s *Store) runOne(o *writeOp) error {
 	if err := s.ctl("BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
+	s.ecache.clear()
 	err := o.fn(&txn{s: s, ctx: context.WithoutCancel(o.ctx)})
 	if err == nil && o.ctx.Err() != nil {
 		err = o.ctx.Err()
