@@ -24,7 +24,7 @@ func scanCert(row pgx.CollectableRow) (model.Certificate, error) {
 	return c, err
 }
 
-// Enroll applies one approved enrollment in a single transaction of two
+// enrollOne applies one approved enrollment in a single transaction of two
 // round trips (one pipelined batch opened by BEGIN, then COMMIT).
 //
 // The batch's first statement locks the org row and the formation row (FOR
@@ -44,7 +44,7 @@ func scanCert(row pgx.CollectableRow) (model.Certificate, error) {
 // formation's peer_count, both kept by triggers (migration 0003). No LIMIT is
 // ever negative (the reference passed -1 and PostgreSQL refused every
 // enrollment).
-func (s *Store) Enroll(ctx context.Context, etx store.EnrollTx) error {
+func (s *Store) enrollOne(ctx context.Context, etx store.EnrollTx) error {
 	audit, err := auditArgs(etx.Audit)
 	if err != nil {
 		return err

@@ -39,6 +39,7 @@ const migrationLockKey int64 = 0x706561746d696772
 // Store implements store.Store on PostgreSQL.
 type Store struct {
 	pool *pgxpool.Pool
+	eq   *enrollQueue
 }
 
 var _ store.Store = (*Store)(nil)
@@ -86,6 +87,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	s.startEnrollRunners()
 	return s, nil
 }
 
@@ -95,6 +97,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 // Close waits for in-flight calls to release their connections, then closes
 // the pool.
 func (s *Store) Close() error {
+	s.stopEnrollRunners()
 	s.pool.Close()
 	return nil
 }

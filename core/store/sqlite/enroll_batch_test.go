@@ -12,85 +12,8 @@ import (
 
 	"github.com/defenseunicorns/peat-gateway/core/model"
 	"github.com/defenseunicorns/peat-gateway/core/store"
+	"github.com/defenseunicorns/peat-gateway/core/store/storetest"
 )
-
-// seedEnroll gives s two orgs: "a" (rate limit 20, peer limit 12) with an
-// active and a suspended formation and four tokens, and "b" with generous
-// limits.
-func seedEnroll(t *testing.T, s *Store) {
-	t.Helper()
-	q := model.DefaultQuotas()
-	q.MaxEnrollmentsPerHour, q.MaxPeersPerFormation = 20, 12
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(s.CreateOrg(bg, model.Organization{OrgID: "a", DisplayName: "a", Quotas: q, CreatedAt: 1}))
-	must(s.CreateOrg(bg, model.Organization{OrgID: "b", DisplayName: "b", Quotas: model.DefaultQuotas(), CreatedAt: 1}))
-	for _, f := range []struct{ org, app string }{{"a", "f1"}, {"a", "f2"}, {"b", "f1"}} {
-		must(s.CreateFormation(bg, model.Formation{OrgID: f.org, AppID: f.app, MeshID: "mesh-" + f.org + f.app,
-			EnrollmentPolicy: model.PolicyOpen, Status: model.FormationActive, CreatedAt: 1}, []byte("g")))
-	}
-	if _, err := s.SetFormationStatus(bg, "a", "f2", model.FormationSuspended); err != nil {
-		t.Fatal(err)
-	}
-	five, exp := uint32(5), uint64(1)
-	for _, tk := range []model.EnrollmentToken{
-		{TokenID: "peat_five", OrgID: "a", AppID: "f1", MaxUses: &five},
-		{TokenID: "peat_revoked", OrgID: "a", AppID: "f1", Revoked: true},
-		{TokenID: "peat_expired", OrgID: "a", AppID: "f1", ExpiresAt: &exp},
-		{TokenID: "peat_other", OrgID: "a", AppID: "f2"},
-		{TokenID: "peat_b", OrgID: "b", AppID: "f1"},
-	} {
-		tk.Label, tk.CreatedAt = "t", 1
-		must(s.CreateToken(bg, tk))
-	}
-}
-
-// randomEnroll returns the i-th enrollment of a random mix: both orgs, the
-// suspended and a missing formation, every token, stale expectations.
-func randomEnroll(r *rand.Rand, i int, now uint64) store.EnrollTx {
-	orgs := []string{"a", "a", "a", "b", "nope"}
-	org := orgs[r.IntN(len(orgs))]
-	app := []string{"f1", "f1", "f1", "f2", "missing"}[r.IntN(5)]
-	tx := store.EnrollTx{OrgID: org, AppID: app, NowMs: now + uint64(r.IntN(3)), RateLimit: 20, PeerLimit: 12}
-	if org != "a" {
-		tx.RateLimit, tx.PeerLimit = model.DefaultQuotas().MaxEnrollmentsPerHour, model.DefaultQuotas().MaxPeersPerFormation
-	}
-	if r.IntN(3) == 0 {
-		tx.TokenID = []string{"peat_five", "peat_revoked", "peat_expired", "peat_other", "peat_b", "peat_unknown"}[r.IntN(6)]
-	}
-	if r.IntN(4) > 0 {
-		tx.Policy, tx.MeshID = model.PolicyOpen, "mesh-"+org+app
-		if r.IntN(10) == 0 {
-			tx.MeshID = "mesh-old"
-		}
-	}
-	tx.Audit = model.AuditEntry{AuditID: fmt.Sprintf("aud-%d", i), OrgID: org, AppID: app, IdpID: "none",
-		Subject: "s", Decision: model.Decision{Approved: &model.Approval{Tier: model.TierEndpoint}}, TimestampMs: tx.NowMs}
-	if r.IntN(3) > 0 {
-		serial := fmt.Sprintf("ser-%d", i)
-		tx.Certificate = &model.Certificate{Serial: serial, PeerID: "p", NodeID: "n", SubjectKey: "k", Fingerprint: "f",
-			Tier: "Endpoint", IssuedAt: tx.NowMs, ExpiresAt: tx.NowMs + 1, AuditID: tx.Audit.AuditID, Raw: []byte{1}}
-		tx.Audit.Serial = &serial
-	}
-	return tx
-}
-
-func errClass(err error) string {
-	for _, e := range []error{store.ErrOrgNotFound, store.ErrFormationNotFound, store.ErrStale, store.ErrSuspended,
-		store.ErrRateLimited, store.ErrTokenInvalid, store.ErrQuota, store.ErrExists} {
-		if errors.Is(err, e) {
-			return e.Error()
-		}
-	}
-	if err != nil {
-		return "other: " + err.Error()
-	}
-	return "ok"
-}
 
 // enrollSnapshot is everything Enroll writes.
 func enrollSnapshot(t *testing.T, s *Store) string {
@@ -123,8 +46,8 @@ func TestEnrollBatchMatchesOneByOne(t *testing.T) {
 	single := openAt(t, filepath.Join(t.TempDir(), "single.db"))
 	defer grouped.Close()
 	defer single.Close()
-	seedEnroll(t, grouped)
-	seedEnroll(t, single)
+	storetest.SeedEnrollMix(t, grouped)
+	storetest.SeedEnrollMix(t, single)
 
 	r := rand.New(rand.NewPCG(1, 2))
 	now := uint64(10 * hourMs)
@@ -134,7 +57,7 @@ func TestEnrollBatchMatchesOneByOne(t *testing.T) {
 		var ops []*writeOp
 		var want []error
 		for k := 0; k < n; k++ {
-			tx := randomEnroll(r, i, now)
+			tx := storetest.RandomEnroll(r, i, now)
 			i++
 			eop, fn := grouped.enrollFn(tx)
 			ops = append(ops, &writeOp{ctx: bg, fn: fn, enroll: eop, done: make(chan error, 1)})
@@ -149,7 +72,7 @@ func TestEnrollBatchMatchesOneByOne(t *testing.T) {
 			batched++
 		}
 		for k, o := range ops {
-			if got, w := errClass(o.err), errClass(want[k]); got != w {
+			if got, w := storetest.ErrClass(o.err), storetest.ErrClass(want[k]); got != w {
 				t.Fatalf("group %d op %d: grouped %q, one by one %q", g, k, got, w)
 			}
 		}
@@ -205,7 +128,7 @@ func TestEnrollCacheSeesOtherProcess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "g.db")
 	s := openAt(t, path)
 	defer s.Close()
-	seedEnroll(t, s)
+	storetest.SeedEnrollMix(t, s)
 	other := openAt(t, path)
 	defer other.Close()
 	n := 0
@@ -249,7 +172,7 @@ func TestEnrollCacheSeesOtherProcess(t *testing.T) {
 func TestEnrollBatchSkipsCancelled(t *testing.T) {
 	s := openAt(t, filepath.Join(t.TempDir(), "g.db"))
 	defer s.Close()
-	seedEnroll(t, s)
+	storetest.SeedEnrollMix(t, s)
 	cancelled, cancel := context.WithCancel(bg)
 	cancel()
 	var ops []*writeOp

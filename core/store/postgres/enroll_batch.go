@@ -1,0 +1,442 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/defenseunicorns/peat-gateway/core/model"
+	"github.com/defenseunicorns/peat-gateway/core/store"
+)
+
+// Batched enrollment.
+//
+// One enrollment alone is a transaction of two round trips that holds its
+// org's row lock throughout, so an org's enrollments run one at a time and
+// each pays for its lock, its reads, a row trigger per insert and a commit.
+// Concurrent Enroll calls are therefore queued and a few runners take them in
+// batches: one transaction locks every formation (and org) of the batch in
+// key order, reads their counters and tokens, decides each enrollment in
+// queue order in memory carrying earlier approvals' effects forward, and
+// writes all approvals with one INSERT per table (statement-level triggers
+// keep the counters, migration 0004) and the COMMIT in a second round trip.
+// The outcome is the one the calls would get one after another; where that is
+// not certain (a rate limit nearly reached, a minute boundary inside the
+// batch) or the batch fails as a whole (a deadlock with another
+// transaction), its calls run one by one instead.
+
+const (
+	// maxEnrollBatch bounds one batch transaction.
+	maxEnrollBatch = 128
+	// enrollRunners is how many batches run at once. Batches that share an
+	// org wait for each other's row locks, so more runners mostly add
+	// contention; a second one overlaps one batch's round trips with
+	// another's decisions.
+	enrollRunners = 2
+)
+
+type enrollReq struct {
+	ctx  context.Context
+	e    store.EnrollTx
+	dec  []byte // e.Audit.Decision as JSON
+	done chan error
+}
+
+// enrollQueue feeds the batch runners.
+type enrollQueue struct {
+	ch     chan *enrollReq
+	mu     sync.RWMutex // guards sends against close
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (s *Store) startEnrollRunners() {
+	s.eq = &enrollQueue{ch: make(chan *enrollReq, 4*maxEnrollBatch)}
+	for i := 0; i < enrollRunners; i++ {
+		s.eq.wg.Add(1)
+		go s.enrollRunner()
+	}
+}
+
+func (s *Store) stopEnrollRunners() {
+	s.eq.mu.Lock()
+	if !s.eq.closed {
+		s.eq.closed = true
+		close(s.eq.ch)
+	}
+	s.eq.mu.Unlock()
+	s.eq.wg.Wait()
+}
+
+var errStoreClosed = errors.New("postgres: store closed")
+
+// Enroll applies one approved enrollment atomically (store.Enrollment),
+// batched with concurrent calls.
+func (s *Store) Enroll(ctx context.Context, etx store.EnrollTx) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dec, err := json.Marshal(etx.Audit.Decision)
+	if err != nil {
+		return err
+	}
+	r := &enrollReq{ctx: ctx, e: etx, dec: dec, done: make(chan error, 1)}
+	s.eq.mu.RLock()
+	if s.eq.closed {
+		s.eq.mu.RUnlock()
+		return errStoreClosed
+	}
+	s.eq.ch <- r
+	s.eq.mu.RUnlock()
+	// The result is awaited even if ctx ends meanwhile: the enrollment may
+	// already be committed.
+	return <-r.done
+}
+
+func (s *Store) enrollRunner() {
+	defer s.eq.wg.Done()
+	batch := make([]*enrollReq, 0, maxEnrollBatch)
+	for r := range s.eq.ch {
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < maxEnrollBatch {
+			select {
+			case o, ok := <-s.eq.ch:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		s.runEnrollBatch(batch)
+	}
+}
+
+// runEnrollBatch settles every request of batch.
+func (s *Store) runEnrollBatch(batch []*enrollReq) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) > 1 {
+		res, err := s.enrollMany(live)
+		if err == nil {
+			for i, r := range live {
+				r.done <- res[i]
+			}
+			return
+		}
+	}
+	// One request, or a batch that declined or failed as a whole: each on
+	// its own, concurrently, as unbatched calls would run.
+	var wg sync.WaitGroup
+	for _, r := range live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.done <- s.enrollOne(r.ctx, r.e)
+		}()
+	}
+	wg.Wait()
+}
+
+// errDecline makes a batch's calls run one by one.
+var errDecline = errors.New("postgres: enrollment batch declined")
+
+type pgFormationCheck struct {
+	status, policy, meshID string
+	peers                  int64
+	rateLimit, peerLimit   int64
+}
+
+type pgTokenCheck struct {
+	appID     string
+	revoked   bool
+	expiresAt *int64
+	maxUses   *int64
+	uses      int64
+}
+
+// enrollMany decides and writes reqs in one transaction and returns each
+// one's result, or an error (errDecline, a deadlock, a lost connection)
+// after which nothing of the batch is committed.
+func (s *Store) enrollMany(reqs []*enrollReq) ([]error, error) {
+	var since uint64
+	minNow := reqs[0].e.NowMs
+	for _, r := range reqs {
+		minNow = min(minNow, r.e.NowMs)
+	}
+	if minNow > rateWindowMs {
+		since = minNow - rateWindowMs
+	}
+	firstFull := int64((since + 59_999) / 60_000)
+	var maxNow uint64
+	for _, r := range reqs {
+		maxNow = max(maxNow, r.e.NowMs)
+		s := uint64(0)
+		if r.e.NowMs > rateWindowMs {
+			s = r.e.NowMs - rateWindowMs
+		}
+		if int64((s+59_999)/60_000) != firstFull {
+			return nil, errDecline
+		}
+	}
+
+	var fOrgs, fApps, tOrgs, tIDs []string
+	orgSeen, fSeen, tSeen := map[string]bool{}, map[[2]string]bool{}, map[[2]string]bool{}
+	var orgs []string
+	for _, r := range reqs {
+		e := r.e
+		if k := [2]string{e.OrgID, e.AppID}; !fSeen[k] {
+			fSeen[k] = true
+			fOrgs, fApps = append(fOrgs, e.OrgID), append(fApps, e.AppID)
+		}
+		if !orgSeen[e.OrgID] {
+			orgSeen[e.OrgID] = true
+			orgs = append(orgs, e.OrgID)
+		}
+		if e.TokenID != "" {
+			if k := [2]string{e.OrgID, e.TokenID}; !tSeen[k] {
+				tSeen[k] = true
+				tOrgs, tIDs = append(tOrgs, e.OrgID), append(tIDs, e.TokenID)
+			}
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	results := make([]error, len(reqs))
+	err := s.txn(ctx, func(conn *pgx.Conn) error {
+		b := beginBatch()
+		// Rows are locked in the order the sort returns them, so two batches
+		// (or a batch and a single enrollment) never lock in opposite orders.
+		b.Queue(`SELECT o.org_id, f.app_id, f.status, f.peer_count, f.enrollment_policy, f.mesh_id,
+				o.max_enrollments_per_hour, o.max_peers_per_formation
+			FROM unnest($1::text[], $2::text[]) AS k(org_id, app_id)
+			JOIN orgs o ON o.org_id = k.org_id JOIN formations f ON f.org_id = k.org_id AND f.app_id = k.app_id
+			ORDER BY o.org_id, f.app_id FOR NO KEY UPDATE OF o, f`, fOrgs, fApps)
+		// Whole minutes of the window plus all of the minute it starts in:
+		// an upper bound of every request's count (the edge minute's rows
+		// only leave the window as the clock moves).
+		b.Queue(`SELECT org_id, coalesce(sum(n), 0)::bigint FROM enrollment_rate
+			WHERE org_id = ANY($1::text[]) AND minute >= $2 AND minute <= $3 GROUP BY org_id`,
+			orgs, firstFull-1, int64(maxNow/60_000))
+		if len(tIDs) > 0 {
+			b.Queue(`SELECT t.org_id, t.token_id, t.app_id, t.revoked, t.expires_at, t.max_uses, t.uses
+				FROM unnest($1::text[], $2::text[]) AS k(org_id, token_id)
+				JOIN enrollment_tokens t ON t.org_id = k.org_id AND t.token_id = k.token_id
+				ORDER BY t.org_id, t.token_id FOR UPDATE OF t`, tOrgs, tIDs)
+		}
+		br, err := sendBegin(ctx, conn, b)
+		if err != nil {
+			return err
+		}
+		forms := map[[2]string]*pgFormationCheck{}
+		rows, _ := br.Query()
+		for rows.Next() {
+			var org, app string
+			f := &pgFormationCheck{}
+			if err := rows.Scan(&org, &app, &f.status, &f.peers, &f.policy, &f.meshID, &f.rateLimit, &f.peerLimit); err != nil {
+				rows.Close()
+				br.Close()
+				return err
+			}
+			forms[[2]string{org, app}] = f
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			br.Close()
+			return err
+		}
+		rates := map[string]int64{}
+		rows, _ = br.Query()
+		for rows.Next() {
+			var org string
+			var n int64
+			if err := rows.Scan(&org, &n); err != nil {
+				rows.Close()
+				br.Close()
+				return err
+			}
+			rates[org] = n
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			br.Close()
+			return err
+		}
+		tokens := map[[2]string]*pgTokenCheck{}
+		if len(tIDs) > 0 {
+			rows, _ = br.Query()
+			for rows.Next() {
+				var org, id string
+				t := &pgTokenCheck{}
+				if err := rows.Scan(&org, &id, &t.appID, &t.revoked, &t.expiresAt, &t.maxUses, &t.uses); err != nil {
+					rows.Close()
+					br.Close()
+					return err
+				}
+				tokens[[2]string{org, id}] = t
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				br.Close()
+				return err
+			}
+		}
+		if err := br.Close(); err != nil {
+			return err
+		}
+
+		// Decide in queue order.
+		tokenUses := map[[2]string]int64{}
+		peersAdded := map[[2]string]int64{}
+		rateAdded := map[string]int64{}
+		var approved []*enrollReq
+		for i, r := range reqs {
+			e := r.e
+			fk := [2]string{e.OrgID, e.AppID}
+			f := forms[fk]
+			switch {
+			case f == nil:
+				results[i] = store.ErrFormationNotFound
+				continue
+			case stale(e, f.policy, f.meshID, f.rateLimit, f.peerLimit):
+				results[i] = store.ErrStale
+				continue
+			case model.FormationStatus(f.status) == model.FormationSuspended:
+				results[i] = store.ErrSuspended
+				continue
+			}
+			if rates[e.OrgID]+rateAdded[e.OrgID] >= int64(e.RateLimit) {
+				return errDecline // near the limit the exact window decides
+			}
+			if e.TokenID != "" {
+				tk := [2]string{e.OrgID, e.TokenID}
+				t := tokens[tk]
+				if t == nil || t.appID != e.AppID || t.revoked || (t.expiresAt != nil && int64(e.NowMs) > *t.expiresAt) ||
+					(t.maxUses != nil && t.uses+tokenUses[tk] >= *t.maxUses) {
+					results[i] = store.ErrTokenInvalid
+					continue
+				}
+			}
+			if e.Certificate != nil && f.peers+peersAdded[fk] >= int64(e.PeerLimit) {
+				results[i] = fmt.Errorf("%w: formation '%s' has reached its peer quota (%d)", store.ErrQuota, e.AppID, e.PeerLimit)
+				continue
+			}
+			if e.TokenID != "" {
+				tokenUses[[2]string{e.OrgID, e.TokenID}]++
+			}
+			if e.Certificate != nil && !e.Certificate.Revoked {
+				peersAdded[fk]++
+			}
+			rateAdded[e.OrgID]++
+			approved = append(approved, r)
+		}
+
+		wb := &pgx.Batch{}
+		if len(tokenUses) > 0 {
+			var orgs, ids []string
+			var ns []int64
+			for k, n := range tokenUses {
+				orgs, ids, ns = append(orgs, k[0]), append(ids, k[1]), append(ns, n)
+			}
+			wb.Queue(`UPDATE enrollment_tokens t SET uses = t.uses + u.n
+				FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(org_id, token_id, n)
+				WHERE t.org_id = u.org_id AND t.token_id = u.token_id`, orgs, ids, ns)
+		}
+		if len(approved) > 0 {
+			queueAuditRows(wb, approved)
+			queueCertRows(wb, approved)
+		}
+		wb.Queue("COMMIT")
+		wr := conn.SendBatch(ctx, wb)
+		for i := 0; i < wb.Len(); i++ {
+			tag, err := wr.Exec()
+			if err != nil {
+				wr.Close()
+				return err
+			}
+			if i == wb.Len()-1 {
+				if err := committed(tag); err != nil {
+					wr.Close()
+					return err
+				}
+			}
+		}
+		return wr.Close()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+func queueAuditRows(b *pgx.Batch, rs []*enrollReq) {
+	n := len(rs)
+	ids, orgs, apps, idps, subjects, decisions, reasons := make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	serials, ts, approved := make([]*string, n), make([]int64, n), make([]bool, n)
+	for i, r := range rs {
+		a := r.e.Audit
+		// The entry is the enrolling org's whatever the caller filled in.
+		ids[i], orgs[i], apps[i], idps[i], subjects[i] = a.AuditID, r.e.OrgID, a.AppID, a.IdpID, a.Subject
+		decisions[i], reasons[i], serials[i] = string(r.dec), a.Reason, a.Serial
+		ts[i], approved[i] = int64(a.TimestampMs), a.Decision.Approved != nil
+	}
+	b.Queue(`INSERT INTO enrollment_audit (audit_id, org_id, app_id, idp_id, subject, decision, reason,
+			certificate_serial, timestamp_ms, approved)
+		SELECT a, o, p, i, s, d::json, r, c, t, v
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			$9::bigint[], $10::bool[]) AS u(a, o, p, i, s, d, r, c, t, v)`,
+		ids, orgs, apps, idps, subjects, decisions, reasons, serials, ts, approved)
+}
+
+func queueCertRows(b *pgx.Batch, rs []*enrollReq) {
+	var serials, orgs, apps, peers, nodes, keys, fps, tiers, audits []string
+	var perms []int16
+	var issued, expires []int64
+	var revoked []bool
+	var revokedAt []*int64
+	var raws [][]byte
+	for _, r := range rs {
+		c := r.e.Certificate
+		if c == nil {
+			continue
+		}
+		var ra *int64
+		if c.RevokedAt != nil {
+			v := int64(*c.RevokedAt)
+			ra = &v
+		}
+		raw := c.Raw
+		if raw == nil {
+			raw = []byte{}
+		}
+		// The certificate belongs to the enrolling formation whatever the
+		// caller filled in.
+		serials, orgs, apps = append(serials, c.Serial), append(orgs, r.e.OrgID), append(apps, r.e.AppID)
+		peers, nodes, keys, fps = append(peers, c.PeerID), append(nodes, c.NodeID), append(keys, c.SubjectKey), append(fps, c.Fingerprint)
+		tiers, perms = append(tiers, c.Tier), append(perms, int16(c.Permissions))
+		issued, expires = append(issued, int64(c.IssuedAt)), append(expires, int64(c.ExpiresAt))
+		revoked, revokedAt, audits, raws = append(revoked, c.Revoked), append(revokedAt, ra), append(audits, c.AuditID), append(raws, raw)
+	}
+	if len(serials) == 0 {
+		return
+	}
+	b.Queue(`INSERT INTO certificates (`+certCols+`)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::text[], $9::smallint[], $10::bigint[], $11::bigint[], $12::bool[], $13::bigint[], $14::text[], $15::bytea[])`,
+		serials, orgs, apps, peers, nodes, keys, fps, tiers, perms, issued, expires, revoked, revokedAt, audits, raws)
+}
