@@ -31,6 +31,9 @@ const (
 // HTML escaping (the reference's serde_json never escapes <, > or &), so
 // patches stay byte-identical to the canonical document body.
 func MarshalEvent(ev CdcEvent) ([]byte, error) {
+	if b, ok := appendEventFast(make([]byte, 0, 160+len(ev.Patches)), &ev); ok {
+		return b, nil
+	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)

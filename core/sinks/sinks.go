@@ -8,7 +8,6 @@
 package sinks
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -103,14 +102,7 @@ var ErrOtherOrg = errors.New("event belongs to another org than the sink")
 // and every attempt: compact JSON in field order, HTML characters unescaped
 // (as the reference's serde_json emits them).
 func MarshalEvent(ev *model.CdcEvent) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(ev); err != nil {
-		return nil, err
-	}
-	b := buf.Bytes()
-	return b[:len(b)-1], nil // Encode appends a newline
+	return model.MarshalEvent(*ev)
 }
 
 // Backoff returns the delay before retry number attempt (0 for the first

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/defenseunicorns/peat-gateway/core/model"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 )
 
@@ -22,7 +23,7 @@ func (s *Store) ReadOutbox(ctx context.Context, orgID string, after int64, limit
 		if err := r.Scan(&e.Seq, &e.Raw); err != nil {
 			return e, err
 		}
-		return e, json.Unmarshal(e.Raw, &e.Event)
+		return e, model.UnmarshalEvent(e.Raw, &e.Event)
 	})
 }
 
@@ -119,7 +120,7 @@ func scanDeadLetter(r pgx.CollectableRow) (store.DeadLetter, error) {
 	if err := r.Scan(&d.ID, &d.SinkID, &d.Seq, &d.Error, &d.Attempts, &d.CreatedAt, &d.RawEvent, &d.Replayed); err != nil {
 		return d, err
 	}
-	return d, json.Unmarshal(d.RawEvent, &d.Event)
+	return d, model.UnmarshalEvent(d.RawEvent, &d.Event)
 }
 
 // ListDeadLetters lists a sink's dead letters by id, at most limit.

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"math"
 
@@ -27,7 +26,7 @@ func (s *Store) ReadOutbox(ctx context.Context, orgID string, after int64, limit
 		if err := rows.Scan(&e.Seq, &e.Raw); err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal(e.Raw, &e.Event); err != nil {
+		if err := model.UnmarshalEvent(e.Raw, &e.Event); err != nil {
 			return nil, err
 		}
 		out = append(out, e)
@@ -136,7 +135,7 @@ func scanDeadLetters(rows *sql.Rows) ([]store.DeadLetter, error) {
 			return nil, err
 		}
 		d.CreatedAt = uint64(created)
-		if err := json.Unmarshal(d.RawEvent, &d.Event); err != nil {
+		if err := model.UnmarshalEvent(d.RawEvent, &d.Event); err != nil {
 			return nil, err
 		}
 		out = append(out, d)
