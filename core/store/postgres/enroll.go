@@ -41,7 +41,8 @@ func scanCert(row pgx.CollectableRow) (model.Certificate, error) {
 //
 // Counting costs the same however many enrollments came before: approvals
 // are summed from per-minute buckets and live certificates read from the
-// formation's peer_count, both kept by triggers (migration 0003). No LIMIT is
+// formation's peer_count (migration 0003), both moved by the same
+// transaction that adds the rows. No LIMIT is
 // ever negative (the reference passed -1 and PostgreSQL refused every
 // enrollment).
 func (s *Store) enrollOne(ctx context.Context, etx store.EnrollTx) error {
@@ -86,7 +87,8 @@ func (s *Store) enrollOne(ctx context.Context, etx store.EnrollTx) error {
 				etx.OrgID, etx.TokenID, etx.AppID, etx.NowMs)
 		}
 		c := etx.Certificate
-		b.Queue(insertAudit, audit...)
+		b.Queue(insertAuditCounted, audit...)
+		livePeer := c != nil && !c.Revoked
 		if c != nil {
 			raw := c.Raw
 			if raw == nil {
@@ -95,6 +97,9 @@ func (s *Store) enrollOne(ctx context.Context, etx store.EnrollTx) error {
 			b.Queue("INSERT INTO certificates ("+certCols+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
 				c.Serial, etx.OrgID, etx.AppID, c.PeerID, c.NodeID, c.SubjectKey, c.Fingerprint, c.Tier, c.Permissions,
 				c.IssuedAt, c.ExpiresAt, c.Revoked, c.RevokedAt, c.AuditID, raw)
+		}
+		if livePeer {
+			b.Queue(`UPDATE formations SET peer_count = peer_count + 1 WHERE org_id = $1 AND app_id = $2`, etx.OrgID, etx.AppID)
 		}
 		br, err := sendBegin(ctx, conn, b)
 		if err != nil {
@@ -145,6 +150,11 @@ func (s *Store) enrollOne(ctx context.Context, etx store.EnrollTx) error {
 				return mapErr(err, store.ErrFormationNotFound)
 			}
 		}
+		if livePeer {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
 		return br.Close()
 	})
 }
@@ -178,7 +188,7 @@ func (s *Store) RevokeCertificate(ctx context.Context, orgID, appID, serial stri
 	rows, _ := s.pool.Query(ctx, `WITH c AS (
 			UPDATE certificates SET revoked = true, revoked_at = $4
 			WHERE org_id = $1 AND app_id = $2 AND serial = $3 AND NOT revoked RETURNING `+certCols+`),
-		f AS (UPDATE formations SET revocation_seq = revocation_seq + 1
+		f AS (UPDATE formations SET revocation_seq = revocation_seq + 1, peer_count = peer_count - 1
 			WHERE org_id = $1 AND app_id = $2 AND EXISTS (SELECT 1 FROM c))
 		SELECT `+certCols+` FROM c`, orgID, appID, serial, nowMs)
 	c, err := pgx.CollectExactlyOneRow(rows, scanCert)

@@ -23,8 +23,8 @@ import (
 // batches: one transaction locks every formation (and org) of the batch in
 // key order, reads their counters and tokens, decides each enrollment in
 // queue order in memory carrying earlier approvals' effects forward, and
-// writes all approvals with one INSERT per table (statement-level triggers
-// keep the counters, migration 0004) and the COMMIT in a second round trip.
+// writes all approvals with one INSERT per table, one counter update per
+// table and the COMMIT in a second round trip.
 // The outcome is the one the calls would get one after another; where that is
 // not certain (a rate limit nearly reached, a minute boundary inside the
 // batch) or the batch fails as a whole (a deadlock with another
@@ -33,11 +33,11 @@ import (
 const (
 	// maxEnrollBatch bounds one batch transaction.
 	maxEnrollBatch = 128
-	// enrollRunners is how many batches run at once. Batches that share an
-	// org wait for each other's row locks, so more runners mostly add
-	// contention; a second one overlaps one batch's round trips with
-	// another's decisions.
-	enrollRunners = 2
+	// enrollRunners is how many batches run at once. An org's enrollments
+	// always go to the same runner: batches sharing an org would only wait
+	// for each other's row locks, while batches of different orgs run in
+	// parallel.
+	enrollRunners = 1
 )
 
 type enrollReq struct {
@@ -47,19 +47,21 @@ type enrollReq struct {
 	done chan error
 }
 
-// enrollQueue feeds the batch runners.
+// enrollQueue feeds the batch runners, one queue each.
 type enrollQueue struct {
-	ch     chan *enrollReq
+	chs    []chan *enrollReq
 	mu     sync.RWMutex // guards sends against close
 	closed bool
 	wg     sync.WaitGroup
 }
 
 func (s *Store) startEnrollRunners() {
-	s.eq = &enrollQueue{ch: make(chan *enrollReq, 4*maxEnrollBatch)}
+	s.eq = &enrollQueue{}
 	for i := 0; i < enrollRunners; i++ {
+		ch := make(chan *enrollReq, 4*maxEnrollBatch)
+		s.eq.chs = append(s.eq.chs, ch)
 		s.eq.wg.Add(1)
-		go s.enrollRunner()
+		go s.enrollRunner(ch)
 	}
 }
 
@@ -67,10 +69,21 @@ func (s *Store) stopEnrollRunners() {
 	s.eq.mu.Lock()
 	if !s.eq.closed {
 		s.eq.closed = true
-		close(s.eq.ch)
+		for _, ch := range s.eq.chs {
+			close(ch)
+		}
 	}
 	s.eq.mu.Unlock()
 	s.eq.wg.Wait()
+}
+
+// runnerOf picks the queue of an org (FNV-1a of its id).
+func (q *enrollQueue) runnerOf(orgID string) chan *enrollReq {
+	h := uint32(2166136261)
+	for i := 0; i < len(orgID); i++ {
+		h = (h ^ uint32(orgID[i])) * 16777619
+	}
+	return q.chs[h%uint32(len(q.chs))]
 }
 
 var errStoreClosed = errors.New("postgres: store closed")
@@ -91,22 +104,22 @@ func (s *Store) Enroll(ctx context.Context, etx store.EnrollTx) error {
 		s.eq.mu.RUnlock()
 		return errStoreClosed
 	}
-	s.eq.ch <- r
+	s.eq.runnerOf(etx.OrgID) <- r
 	s.eq.mu.RUnlock()
 	// The result is awaited even if ctx ends meanwhile: the enrollment may
 	// already be committed.
 	return <-r.done
 }
 
-func (s *Store) enrollRunner() {
+func (s *Store) enrollRunner(ch chan *enrollReq) {
 	defer s.eq.wg.Done()
 	batch := make([]*enrollReq, 0, maxEnrollBatch)
-	for r := range s.eq.ch {
+	for r := range ch {
 		batch = append(batch[:0], r)
 	fill:
 		for len(batch) < maxEnrollBatch {
 			select {
-			case o, ok := <-s.eq.ch:
+			case o, ok := <-ch:
 				if !ok {
 					break fill
 				}
@@ -346,19 +359,8 @@ func (s *Store) enrollMany(reqs []*enrollReq) ([]error, error) {
 		}
 
 		wb := &pgx.Batch{}
-		if len(tokenUses) > 0 {
-			var orgs, ids []string
-			var ns []int64
-			for k, n := range tokenUses {
-				orgs, ids, ns = append(orgs, k[0]), append(ids, k[1]), append(ns, n)
-			}
-			wb.Queue(`UPDATE enrollment_tokens t SET uses = t.uses + u.n
-				FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(org_id, token_id, n)
-				WHERE t.org_id = u.org_id AND t.token_id = u.token_id`, orgs, ids, ns)
-		}
 		if len(approved) > 0 {
-			queueAuditRows(wb, approved)
-			queueCertRows(wb, approved)
+			wb.Queue(enrollWriteSQL, enrollWriteArgs(approved, tokenUses, peersAdded)...)
 		}
 		wb.Queue("COMMIT")
 		wr := conn.SendBatch(ctx, wb)
@@ -383,34 +385,57 @@ func (s *Store) enrollMany(reqs []*enrollReq) ([]error, error) {
 	return results, nil
 }
 
-func queueAuditRows(b *pgx.Batch, rs []*enrollReq) {
-	n := len(rs)
-	ids, orgs, apps, idps, subjects, decisions, reasons := make([]string, n), make([]string, n), make([]string, n),
-		make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	serials, ts, approved := make([]*string, n), make([]int64, n), make([]bool, n)
-	for i, r := range rs {
-		a := r.e.Audit
-		// The entry is the enrolling org's whatever the caller filled in.
-		ids[i], orgs[i], apps[i], idps[i], subjects[i] = a.AuditID, r.e.OrgID, a.AppID, a.IdpID, a.Subject
-		decisions[i], reasons[i], serials[i] = string(r.dec), a.Reason, a.Serial
-		ts[i], approved[i] = int64(a.TimestampMs), a.Decision.Approved != nil
-	}
-	b.Queue(`INSERT INTO enrollment_audit (audit_id, org_id, app_id, idp_id, subject, decision, reason,
+// enrollWriteSQL writes a batch's approvals in one statement: audit rows,
+// certificates, and the counters they move (token uses, the rate limiter's
+// minute buckets, formations' peer counts, migration 0003). Data-modifying
+// CTEs all run whether or not the query reads them; empty arrays write
+// nothing.
+const enrollWriteSQL = `WITH
+	a AS (INSERT INTO enrollment_audit (audit_id, org_id, app_id, idp_id, subject, decision, reason,
 			certificate_serial, timestamp_ms, approved)
 		SELECT a, o, p, i, s, d::json, r, c, t, v
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-			$9::bigint[], $10::bool[]) AS u(a, o, p, i, s, d, r, c, t, v)`,
-		ids, orgs, apps, idps, subjects, decisions, reasons, serials, ts, approved)
-}
+			$9::bigint[], $10::bool[]) AS u(a, o, p, i, s, d, r, c, t, v)),
+	c AS (INSERT INTO certificates (` + certCols + `)
+		SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+			$18::text[], $19::smallint[], $20::bigint[], $21::bigint[], $22::bool[], $23::bigint[], $24::text[], $25::bytea[])),
+	t AS (UPDATE enrollment_tokens t SET uses = t.uses + u.n
+		FROM unnest($26::text[], $27::text[], $28::bigint[]) AS u(org_id, token_id, n)
+		WHERE t.org_id = u.org_id AND t.token_id = u.token_id),
+	r AS (INSERT INTO enrollment_rate (org_id, minute, n)
+		SELECT * FROM unnest($29::text[], $30::bigint[], $31::bigint[])
+		ON CONFLICT (org_id, minute) DO UPDATE SET n = enrollment_rate.n + excluded.n)
+UPDATE formations f SET peer_count = f.peer_count + u.n
+	FROM unnest($32::text[], $33::text[], $34::bigint[]) AS u(org_id, app_id, n)
+	WHERE f.org_id = u.org_id AND f.app_id = u.app_id`
 
-func queueCertRows(b *pgx.Batch, rs []*enrollReq) {
-	var serials, orgs, apps, peers, nodes, keys, fps, tiers, audits []string
+// enrollWriteArgs returns enrollWriteSQL's arguments for the approved requests.
+func enrollWriteArgs(rs []*enrollReq, tokenUses, peersAdded map[[2]string]int64) []any {
+	n := len(rs)
+	ids, orgs, apps, idps, subjects, decisions, reasons := make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	auditSerials, ts, approved := make([]*string, n), make([]int64, n), make([]bool, n)
+	var serials, cOrgs, cApps, peers, nodes, keys, fps, tiers, audits []string
 	var perms []int16
 	var issued, expires []int64
 	var revoked []bool
 	var revokedAt []*int64
 	var raws [][]byte
-	for _, r := range rs {
+	type bucket struct {
+		org    string
+		minute int64
+	}
+	buckets := map[bucket]int64{}
+	for i, r := range rs {
+		a := r.e.Audit
+		// The entry and the certificate are the enrolling org's and
+		// formation's whatever the caller filled in.
+		ids[i], orgs[i], apps[i], idps[i], subjects[i] = a.AuditID, r.e.OrgID, a.AppID, a.IdpID, a.Subject
+		decisions[i], reasons[i], auditSerials[i] = string(r.dec), a.Reason, a.Serial
+		ts[i], approved[i] = int64(a.TimestampMs), a.Decision.Approved != nil
+		if approved[i] {
+			buckets[bucket{r.e.OrgID, int64(a.TimestampMs / 60_000)}]++
+		}
 		c := r.e.Certificate
 		if c == nil {
 			continue
@@ -424,19 +449,25 @@ func queueCertRows(b *pgx.Batch, rs []*enrollReq) {
 		if raw == nil {
 			raw = []byte{}
 		}
-		// The certificate belongs to the enrolling formation whatever the
-		// caller filled in.
-		serials, orgs, apps = append(serials, c.Serial), append(orgs, r.e.OrgID), append(apps, r.e.AppID)
+		serials, cOrgs, cApps = append(serials, c.Serial), append(cOrgs, r.e.OrgID), append(cApps, r.e.AppID)
 		peers, nodes, keys, fps = append(peers, c.PeerID), append(nodes, c.NodeID), append(keys, c.SubjectKey), append(fps, c.Fingerprint)
 		tiers, perms = append(tiers, c.Tier), append(perms, int16(c.Permissions))
 		issued, expires = append(issued, int64(c.IssuedAt)), append(expires, int64(c.ExpiresAt))
 		revoked, revokedAt, audits, raws = append(revoked, c.Revoked), append(revokedAt, ra), append(audits, c.AuditID), append(raws, raw)
 	}
-	if len(serials) == 0 {
-		return
+	tOrgs, tIDs, tNs := []string{}, []string{}, []int64{}
+	for k, n := range tokenUses {
+		tOrgs, tIDs, tNs = append(tOrgs, k[0]), append(tIDs, k[1]), append(tNs, n)
 	}
-	b.Queue(`INSERT INTO certificates (`+certCols+`)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-			$8::text[], $9::smallint[], $10::bigint[], $11::bigint[], $12::bool[], $13::bigint[], $14::text[], $15::bytea[])`,
-		serials, orgs, apps, peers, nodes, keys, fps, tiers, perms, issued, expires, revoked, revokedAt, audits, raws)
+	bOrgs, bMinutes, bNs := []string{}, []int64{}, []int64{}
+	for k, n := range buckets {
+		bOrgs, bMinutes, bNs = append(bOrgs, k.org), append(bMinutes, k.minute), append(bNs, n)
+	}
+	pOrgs, pApps, pNs := []string{}, []string{}, []int64{}
+	for k, n := range peersAdded {
+		pOrgs, pApps, pNs = append(pOrgs, k[0]), append(pApps, k[1]), append(pNs, n)
+	}
+	return []any{ids, orgs, apps, idps, subjects, decisions, reasons, auditSerials, ts, approved,
+		serials, cOrgs, cApps, peers, nodes, keys, fps, tiers, perms, issued, expires, revoked, revokedAt, audits, raws,
+		tOrgs, tIDs, tNs, bOrgs, bMinutes, bNs, pOrgs, pApps, pNs}
 }

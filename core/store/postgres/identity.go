@@ -136,6 +136,12 @@ const auditCols = "audit_id, org_id, app_id, idp_id, subject, decision, reason, 
 const insertAudit = `INSERT INTO enrollment_audit (audit_id, org_id, app_id, idp_id, subject, decision, reason,
 	certificate_serial, timestamp_ms, approved) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 
+// insertAuditCounted is insertAudit that also counts an approval in the
+// rate limiter's minute bucket (migration 0003), in the same statement.
+const insertAuditCounted = `WITH a AS (` + insertAudit + ` RETURNING org_id, timestamp_ms, approved)
+	INSERT INTO enrollment_rate (org_id, minute, n) SELECT org_id, timestamp_ms / 60000, 1 FROM a WHERE approved
+	ON CONFLICT (org_id, minute) DO UPDATE SET n = enrollment_rate.n + 1`
+
 func auditArgs(e model.AuditEntry) ([]any, error) {
 	decision, err := json.Marshal(e.Decision)
 	if err != nil {
@@ -160,7 +166,7 @@ func (s *Store) AppendAudit(ctx context.Context, e model.AuditEntry) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, insertAudit, args...)
+	_, err = s.pool.Exec(ctx, insertAuditCounted, args...)
 	return mapErr(err, store.ErrOrgNotFound)
 }
 
