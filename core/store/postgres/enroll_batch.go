@@ -246,10 +246,12 @@ func (s *Store) enrollMany(reqs []*enrollReq) ([]error, error) {
 			WHERE org_id = ANY($1::text[]) AND minute >= $2 AND minute <= $3 GROUP BY org_id`,
 			orgs, firstFull-1, int64(maxNow/60_000))
 		if len(tIDs) > 0 {
+			// No row lock: a token's uses only move under its org's lock,
+			// held above, and a revocation or deletion that commits while
+			// this batch runs simply orders after it.
 			b.Queue(`SELECT t.org_id, t.token_id, t.app_id, t.revoked, t.expires_at, t.max_uses, t.uses
 				FROM unnest($1::text[], $2::text[]) AS k(org_id, token_id)
-				JOIN enrollment_tokens t ON t.org_id = k.org_id AND t.token_id = k.token_id
-				ORDER BY t.org_id, t.token_id FOR UPDATE OF t`, tOrgs, tIDs)
+				JOIN enrollment_tokens t ON t.org_id = k.org_id AND t.token_id = k.token_id`, tOrgs, tIDs)
 		}
 		br, err := sendBegin(ctx, conn, b)
 		if err != nil {
