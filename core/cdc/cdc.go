@@ -76,6 +76,13 @@ type Options struct {
 	// before the cursor is written (default 100 ms); dead letters and errors
 	// are written at once.
 	CommitInterval time.Duration
+	// Gather is how long a worker that finished a small round and was
+	// already woken again (changes were committed while it delivered) waits
+	// before reading, so that under load one read and one driver call carry
+	// the events of several commits instead of one or two (default 5 ms;
+	// negative: never wait). An idle worker woken by a commit reads at once,
+	// so at moderate rates delivery latency is unchanged.
+	Gather time.Duration
 	// StartFromNow makes a sink that has never run start at the org's
 	// current last event instead of the retained history.
 	StartFromNow bool
@@ -127,6 +134,9 @@ func (o *Options) defaults() {
 	}
 	if o.CommitInterval <= 0 {
 		o.CommitInterval = 100 * time.Millisecond
+	}
+	if o.Gather == 0 {
+		o.Gather = 5 * time.Millisecond
 	}
 	if o.Retention <= 0 {
 		o.Retention = 7 * 24 * time.Hour

@@ -237,12 +237,24 @@ func (w *worker) run(ctx context.Context) {
 			// Caught up with everything committed before the read: a later
 			// commit has poked wake, so reading again now would only find
 			// nothing (one query per batch saved under load).
+			if len(evs) < gatherBelow && len(w.wake) > 0 && w.d.o.Gather > 0 {
+				// Commits arrived while this round delivered: the writers
+				// are busy, so let a few more commits land before the
+				// next read rather than read and deliver each on its own.
+				if !sleep(ctx, w.d.o.Gather) {
+					continue
+				}
+			}
 			if err := w.idle(ctx); isNotFound(err) {
 				return
 			}
 		}
 	}
 }
+
+// gatherBelow is the round size under which a busy worker gathers (see
+// Options.Gather): a round this large already amortises its read.
+const gatherBelow = 64
 
 // idle waits for a wake-up (Notify) or the poll interval, writing progress
 // kept in memory once it is CommitInterval old.
