@@ -270,13 +270,7 @@ func apply(w store.DocumentWrite, o *orgState, f *formState, docs map[docKey]*do
 }
 
 // keyCount is the number of top-level keys of a JSON object (0 otherwise).
-func keyCount(body []byte) int64 {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(body, &m) != nil {
-		return 0
-	}
-	return int64(len(m))
-}
+func keyCount(body []byte) int64 { return int64(model.ObjectKeyCount(body)) }
 
 // flush writes the batch's outcome with four array statements and commits,
 // all in one pipelined round trip.
