@@ -3,9 +3,13 @@ package sqlite
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/defenseunicorns/peat-gateway/core/model"
 )
@@ -65,10 +69,40 @@ func TestEnrollReadMatchesApprovalsSince(t *testing.T) {
 func TestWriterPragmas(t *testing.T) {
 	s := openAt(t, filepath.Join(t.TempDir(), "g.db"))
 	defer s.Close()
-	for pragma, want := range map[string]string{"temp_store": "2", "wal_autocheckpoint": "10000", "synchronous": "2"} {
+	for pragma, want := range map[string]string{"temp_store": "2", "wal_autocheckpoint": strconv.Itoa(4 * checkpointPages), "synchronous": "2"} {
 		var got string
 		if err := s.wc.QueryRowContext(bg, "PRAGMA "+pragma).Scan(&got); err != nil || got != want {
 			t.Errorf("writer %s = %q (%v), want %q", pragma, got, err, want)
 		}
+	}
+}
+
+// TestCheckpointerCopiesWAL checks that the WAL is copied back into the
+// database file by the checkpointer, long before the writer's own automatic
+// checkpoint would start.
+func TestCheckpointerCopiesWAL(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.db")
+	s := openAt(t, path)
+	defer s.Close()
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	for i := 0; i < 300; i++ {
+		if err := s.CreateOrg(bg, model.Organization{OrgID: fmt.Sprintf("org%03d", i), DisplayName: strings.Repeat("x", 500),
+			Quotas: model.DefaultQuotas()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for size() == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes: the WAL was never checkpointed", before)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
