@@ -1,10 +1,13 @@
 package cdc_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -114,6 +117,8 @@ func TestWebhookDeadLetterReplay(t *testing.T) {
 		mkSink(t, ten, "acme", kafkaSink("cdc-topic"))
 		o := fastOpts()
 		o.RetryBudget = map[string]int{sinks.KindWebhook: 3}
+		logs := &lockedBuffer{}
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		d := startDispatcher(t, st, f, o)
 
 		writeChanges(t, st, d, "acme", changes("log", 10, 5))
@@ -145,6 +150,16 @@ func TestWebhookDeadLetterReplay(t *testing.T) {
 		}
 		if tried < 10 || tried > 50 {
 			t.Fatalf("%d dead letters used the budget", tried)
+		}
+		// Failures are logged, but not once per attempt.
+		failures := 0
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, `msg="sink delivery failed"`) && strings.Contains(l, "sink_id="+hook.SinkID) {
+				failures++
+			}
+		}
+		if failures == 0 || !strings.Contains(logs.String(), "dead_lettered=") || int64(failures) >= rcv.hits.Load() {
+			t.Fatalf("%d failure log lines for %d webhook attempts:\n%s", failures, rcv.hits.Load(), logs.String())
 		}
 		if n := rcv.hits.Load(); n < 30 {
 			t.Fatalf("webhook saw %d requests, want at least 10 docs × 3 attempts", n)
@@ -399,4 +414,22 @@ func TestNoBackoffAfterSuccess(t *testing.T) {
 		}
 		checkOrder(t, rcv.got("/h"), "acme", "app", 6, 5)
 	})
+}
+
+// lockedBuffer is a log destination safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

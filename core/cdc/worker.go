@@ -79,6 +79,30 @@ type worker struct {
 	fmu             sync.Mutex
 	filterErrors    int64
 	lastFilterError string
+
+	// what reportFailures last logged, so a sink failing the same way for
+	// hours logs twice a minute, not once per attempt
+	loggedErr string
+	loggedAt  time.Time
+}
+
+// failureLogEvery bounds how often a sink that keeps failing with the same
+// error is logged; a new error is logged at once.
+const failureLogEvery = 30 * time.Second
+
+// reportFailures logs a delivery round's failures: the first of a kind at
+// once, repeats at most every failureLogEvery. Metrics and the sink's status
+// (last_error) record every one.
+func (w *worker) reportFailures(lastErr string, failed, deadLettered int) {
+	if failed == 0 {
+		return
+	}
+	now := time.Now()
+	if lastErr == w.loggedErr && now.Sub(w.loggedAt) < failureLogEvery && deadLettered == 0 {
+		return
+	}
+	w.loggedErr, w.loggedAt = lastErr, now
+	w.d.log.Warn("sink delivery failed", append(w.log(), "failed", failed, "dead_lettered", deadLettered, "error", lastErr)...)
 }
 
 func newWorker(d *Dispatcher, s model.CdcSinkConfig, lease Lease) *worker {
@@ -423,6 +447,7 @@ func (w *worker) rounds(ctx context.Context, b *batch, held map[docKey]int64, co
 		cancelled := ctx.Err() != nil
 		var lastErr string
 		var wait time.Duration
+		var failed, deadLettered int
 		for j, r := range res {
 			it := &b.items[idx[j]]
 			switch {
@@ -438,16 +463,20 @@ func (w *worker) rounds(ctx context.Context, b *batch, held map[docKey]int64, co
 			default:
 				w.m.failed.Inc()
 				it.attempts++
+				failed++
 				lastErr = r.Err.Error()
 				switch {
 				case r.Permanent:
 					it.state, it.err = dead, r.Err.Error()
+					deadLettered++
 				case w.budget > 0 && it.attempts >= w.budget:
 					it.state, it.err = dead, fmt.Sprintf(gaveUpPrefix+"%d attempts: %v", it.attempts, r.Err)
+					deadLettered++
 				}
 				wait = max(wait, r.RetryAfter)
 			}
 		}
+		w.reportFailures(lastErr, failed, deadLettered)
 		hold(b.items, held)
 		if cancelled {
 			// Record what was delivered so a restart repeats less.
