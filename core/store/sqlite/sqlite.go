@@ -544,7 +544,6 @@ func (s *Store) commitGroup(batch []*writeOp) {
 		}
 		return
 	}
-	s.checkExternalWrites()
 	if len(batch) == 1 && batch[0].enroll == nil {
 		batch[0].err = s.runOne(batch[0])
 		return
@@ -555,6 +554,9 @@ func (s *Store) commitGroup(batch []*writeOp) {
 		}
 		return
 	}
+	// Holding the write lock, so nobody can commit between the check and
+	// this group's reads.
+	s.checkExternalWrites()
 	ran, oneByOne := 0, 0
 	for i := 0; i < len(batch); i++ {
 		o := batch[i]
