@@ -3,7 +3,6 @@ package sqlite
 import (
 	"database/sql"
 	"fmt"
-	"strings"
 
 	"github.com/defenseunicorns/peat-gateway/core/model"
 	"github.com/defenseunicorns/peat-gateway/core/store"
@@ -235,13 +234,9 @@ func (f *formationCheck) stale(e store.EnrollTx) bool {
 		int64(e.RateLimit) != f.rateLimit || int64(e.PeerLimit) != f.peerLimit
 }
 
-// writeEnrollments writes the approved ops and the counters they moved.
+// writeEnrollments writes the approved ops and the counters they moved,
+// every table with multi-row statements.
 func (t *txn) writeEnrollments(ops []*enrollOp, tokenUses, peersAdded map[[2]string]int64) error {
-	for k, n := range tokenUses {
-		if _, err := t.exec(`UPDATE enrollment_tokens SET uses = uses + ? WHERE org_id = ? AND token_id = ?`, n, k[0], k[1]); err != nil {
-			return err
-		}
-	}
 	type bucket struct {
 		org    string
 		minute int64
@@ -271,65 +266,45 @@ func (t *txn) writeEnrollments(ops []*enrollOp, tokenUses, peersAdded map[[2]str
 				c.Permissions, int64(c.IssuedAt), int64(c.ExpiresAt), b2i(c.Revoked), revokedAt, c.AuditID, c.Raw)
 		}
 	}
-	if err := t.insertRows(`INSERT INTO enrollment_audit(`+auditCols+`, approved) VALUES `, 10, audit); err != nil {
-		return err
+	var tokens, rates, peers []any
+	for k, n := range tokenUses {
+		tokens = append(tokens, k[0], k[1], n)
 	}
 	for b, n := range buckets {
-		if _, err := t.exec(`INSERT INTO enrollment_rate(org_id, minute, n) VALUES (?, ?, ?)
-			ON CONFLICT (org_id, minute) DO UPDATE SET n = n + excluded.n`, b.org, b.minute, n); err != nil {
-			return err
-		}
-	}
-	if err := t.insertRows(`INSERT INTO certificates(`+certCols+`) VALUES `, 15, certs); err != nil {
-		return err
+		rates = append(rates, b.org, b.minute, n)
 	}
 	for k, n := range peersAdded {
-		if _, err := t.exec(`UPDATE formations SET peer_count = peer_count + ? WHERE org_id = ? AND app_id = ?`, n, k[0], k[1]); err != nil {
+		peers = append(peers, k[0], k[1], n)
+	}
+	for _, w := range []struct {
+		prefix, tuple, suffix string
+		cols                  int
+		args                  []any
+	}{
+		{enrollTokensSQL, "(?,?,?)", enrollTokensWhere, 3, tokens},
+		{`INSERT INTO enrollment_audit(` + auditCols + `, approved) VALUES `, "(?,?,?,?,?,?,?,?,?,?)", "", 10, audit},
+		{`INSERT INTO enrollment_rate(org_id, minute, n) VALUES `, "(?,?,?)",
+			` ON CONFLICT (org_id, minute) DO UPDATE SET n = n + excluded.n`, 3, rates},
+		{`INSERT INTO certificates(` + certCols + `) VALUES `, "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", "", 15, certs},
+		{enrollPeersSQL, "(?,?,?)", enrollPeersWhere, 3, peers},
+	} {
+		if err := chunks(len(w.args)/w.cols, func(off, n int) error {
+			_, err := t.exec(rowsSQL(w.prefix, w.tuple, w.suffix, n), w.args[off*w.cols:(off+n)*w.cols]...)
+			return err
+		}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// insertRows inserts the rows in args (cols values each) with multi-row
-// INSERTs of power-of-two sizes up to 64, so a handful of prepared
-// statements serve every batch size.
-func (t *txn) insertRows(prefix string, cols int, args []any) error {
-	for rows := len(args) / cols; rows > 0; {
-		n := 64
-		for n > rows {
-			n /= 2
-		}
-		if _, err := t.exec(t.s.multiRow(prefix, cols, n), args[:n*cols]...); err != nil {
-			return err
-		}
-		args, rows = args[n*cols:], rows-n
-	}
-	return nil
-}
-
-// multiRow returns prefix followed by n placeholder tuples of cols each,
-// built once; the caller holds wmu.
-func (s *Store) multiRow(prefix string, cols, n int) string {
-	k := multiKey{prefix, n}
-	if q, ok := s.multi[k]; ok {
-		return q
-	}
-	tuple := "(" + strings.Repeat("?,", cols-1) + "?)"
-	var b strings.Builder
-	b.Grow(len(prefix) + n*(len(tuple)+1))
-	b.WriteString(prefix)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(tuple)
-	}
-	s.multi[k] = b.String()
-	return s.multi[k]
-}
-
-type multiKey struct {
-	prefix string
-	n      int
-}
+// Counter updates of a batch: one statement for every token, one for every
+// formation, the amounts given as a VALUES list.
+const (
+	enrollTokensSQL   = `WITH v(org_id, token_id, n) AS (VALUES `
+	enrollTokensWhere = `) UPDATE enrollment_tokens SET uses = uses + v.n FROM v
+		WHERE enrollment_tokens.org_id = v.org_id AND enrollment_tokens.token_id = v.token_id`
+	enrollPeersSQL   = `WITH v(org_id, app_id, n) AS (VALUES `
+	enrollPeersWhere = `) UPDATE formations SET peer_count = peer_count + v.n FROM v
+		WHERE formations.org_id = v.org_id AND formations.app_id = v.app_id`
+)

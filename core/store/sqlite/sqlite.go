@@ -63,8 +63,6 @@ type Store struct {
 	// ratePruned holds, per org, the cutoff minute of the last prune of its
 	// rate buckets, so Enroll deletes old buckets once a minute, not per call.
 	ratePruned map[string]int64
-	// multi caches enrollBatch's multi-row statements' text.
-	multi map[multiKey]string
 	// enrollBatches counts the enrollment batches committed (tests).
 	enrollBatches int
 	// ecache is enrollBatch's view of the rows it checks (see enrollCache).
@@ -179,7 +177,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
-	s := &Store{w: w, wc: wc, wstmts: map[string]*sql.Stmt{}, ratePruned: map[string]int64{}, multi: map[multiKey]string{}, rstmts: map[string]*sql.Stmt{},
+	s := &Store{w: w, wc: wc, wstmts: map[string]*sql.Stmt{}, ratePruned: map[string]int64{}, rstmts: map[string]*sql.Stmt{},
 		rateByIndex: cfg.rateByIndex, pruneChunk: cfg.pruneChunk,
 		wq: make(chan *writeOp, 4*maxGroup), wqDone: make(chan struct{})}
 	go s.committer()
