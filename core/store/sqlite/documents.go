@@ -35,12 +35,21 @@ func (s *Store) WriteDocuments(ctx context.Context, writes []store.DocumentWrite
 	for i := range writes {
 		preps[i] = prepareDoc(&writes[i])
 	}
-	err := s.write(ctx, func(t *txn) error {
+	// fn keeps the enrollment cache (it writes nothing enrollment checks)
+	// and maintains the documents cache itself.
+	err := s.writeOp(ctx, keepEnroll|keepDocs, nil, func(t *txn) error {
 		// fn may run again (a broken group is retried op by op): start
 		// from nothing each time.
 		clear(results)
+		if t.s.noDocCache {
+			t.s.dcache.clear()
+		}
 		b := &docBatch{t: t, formations: map[[2]string]*formationState{}, orgs: map[string]*orgState{}}
-		return b.run(writes, preps, results)
+		if err := b.run(writes, preps, results); err != nil {
+			t.s.dcache.clear()
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -144,10 +153,20 @@ const loadFormationsSQL = `SELECT f.org_id, f.app_id, f.status, f.doc_count, o.o
 // loadFormations reads the formations the writes name, with their orgs'
 // outbox counts, in one statement per chunk.
 func (b *docBatch) loadFormations(writes []store.DocumentWrite) error {
+	c := &b.t.s.dcache
 	var keys [][2]string
 	for i := range writes {
 		k := [2]string{writes[i].OrgID, writes[i].AppID}
 		if _, ok := b.formations[k]; !ok {
+			cf, fok := c.forms[k]
+			co, ook := c.orgs[k[0]]
+			if fok && ook {
+				b.formations[k] = &formationState{found: true, active: cf.active, docCount: cf.docCount}
+				if _, seen := b.orgs[k[0]]; !seen {
+					b.orgs[k[0]] = &orgState{outboxRows: co}
+				}
+				continue
+			}
 			b.formations[k] = &formationState{}
 			keys = append(keys, k)
 		}
@@ -319,7 +338,80 @@ func (b *docBatch) run(writes []store.DocumentWrite, preps []docPrep, results []
 	if err := b.saveDocs(order, docs); err != nil {
 		return err
 	}
-	return b.flush()
+	if err := b.flush(); err != nil {
+		return err
+	}
+	b.remember(order, docs)
+	return nil
+}
+
+// docCache keeps, across groups, the state WriteDocuments reads before it
+// writes: documents (their body, version and change hash) and the counters
+// of their formations and orgs. A steady stream of changes to known
+// documents then reads nothing. It holds only state its own writes left or
+// read, and is cleared whenever anything else could have changed those rows
+// (see writeOp.keeps): any other write of this store, a rollback, a commit
+// by another process. Bounded: past maxCachedDocs documents or
+// maxCachedBytes of bodies it starts over.
+type docCache struct {
+	docs  map[docKey]cachedDoc
+	forms map[[2]string]cachedFormation // found formations only
+	orgs  map[string]int64              // outbox_rows
+	bytes int
+}
+
+type cachedDoc struct {
+	body    []byte // nil for a tombstone
+	version int64
+	hash    string
+}
+
+type cachedFormation struct {
+	active   bool
+	docCount int64
+}
+
+const (
+	maxCachedDocs  = 200_000
+	maxCachedBytes = 64 << 20
+)
+
+func (c *docCache) clear() {
+	c.docs, c.forms, c.orgs, c.bytes = nil, nil, nil, 0
+}
+
+// remember stores what a successful batch read and left; the caller holds
+// wmu, and a later rollback clears the cache.
+func (b *docBatch) remember(order []docKey, docs map[docKey]*docState) {
+	c := &b.t.s.dcache
+	if c.docs == nil || len(c.docs)+len(order) > maxCachedDocs || c.bytes > maxCachedBytes {
+		c.docs, c.forms, c.orgs, c.bytes = map[docKey]cachedDoc{}, map[[2]string]cachedFormation{}, map[string]int64{}, 0
+	}
+	for k, f := range b.formations {
+		if f.found {
+			c.forms[k] = cachedFormation{active: f.active, docCount: f.docCount}
+		}
+	}
+	for org, o := range b.orgs {
+		c.orgs[org] = o.outboxRows
+	}
+	for _, k := range order {
+		d := docs[k]
+		if !d.exists {
+			continue // never stored: nothing to remember
+		}
+		old, had := c.docs[k]
+		body := d.body
+		if d.dirty && body != nil {
+			// The caller owns the write's body; keep a copy.
+			body = bytes.Clone(body)
+		}
+		if had {
+			c.bytes -= len(old.body)
+		}
+		c.bytes += len(body)
+		c.docs[k] = cachedDoc{body: body, version: d.version, hash: d.hash}
+	}
 }
 
 // chunks splits n rows into runs whose sizes are powers of two up to
@@ -372,8 +464,19 @@ const (
 			version = excluded.version, change_hash = excluded.change_hash, updated_at = excluded.updated_at`
 )
 
-// load reads the stored state of the documents in keys.
-func (b *docBatch) load(keys []docKey, docs map[docKey]*docState) error {
+// load reads the stored state of the documents in keys, from the cache
+// where it has them.
+func (b *docBatch) load(all []docKey, docs map[docKey]*docState) error {
+	c := &b.t.s.dcache
+	keys := all[:0:0]
+	for _, k := range all {
+		if cd, ok := c.docs[k]; ok {
+			d := docs[k]
+			d.exists, d.body, d.version, d.hash = true, cd.body, cd.version, cd.hash
+			continue
+		}
+		keys = append(keys, k)
+	}
 	return chunks(len(keys), func(off, n int) error {
 		args := make([]any, 0, 3*n)
 		for _, k := range keys[off : off+n] {

@@ -38,7 +38,8 @@ FROM b LEFT JOIN o LEFT JOIN f LEFT JOIN enrollment_tokens t ON t.org_id = ?1 AN
 // limit, token consumption, peer quota, audit, certificate.
 func (s *Store) Enroll(ctx context.Context, e store.EnrollTx) error {
 	eop, fn := s.enrollFn(e)
-	return s.writeOp(ctx, eop, fn)
+	// Enrollment writes nothing the documents cache holds.
+	return s.writeOp(ctx, keepDocs, eop, fn)
 }
 
 // enrollFn returns Enroll's write on its own and, unless the store counts

@@ -75,7 +75,8 @@ func (s *Store) Advance(ctx context.Context, orgID, sinkID string, seq int64, de
 			raws[i] = b
 		}
 	}
-	return s.write(ctx, func(t *txn) error {
+	// Sink progress and dead letters are in no writer cache.
+	return s.writeOp(ctx, keepEnroll|keepDocs, nil, func(t *txn) error {
 		if err := t.orgExists(orgID); err != nil {
 			return err
 		}
@@ -109,7 +110,7 @@ func (s *Store) Advance(ctx context.Context, orgID, sinkID string, seq int64, de
 // SetLastError records a delivery error without moving the cursor; the sink
 // must exist (ErrNotFound) unless it already has progress.
 func (s *Store) SetLastError(ctx context.Context, sinkID, msg string) error {
-	return s.write(ctx, func(t *txn) error {
+	return s.writeOp(ctx, keepEnroll|keepDocs, nil, func(t *txn) error {
 		n, err := t.affected(`UPDATE sink_progress SET last_error = ? WHERE sink_id = ?`, msg, sinkID)
 		if err != nil || n > 0 {
 			return err

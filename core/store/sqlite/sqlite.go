@@ -65,8 +65,11 @@ type Store struct {
 	ratePruned map[string]int64
 	// enrollBatches counts the enrollment batches committed (tests).
 	enrollBatches int
-	// ecache is enrollBatch's view of the rows it checks (see enrollCache).
-	ecache enrollCache
+	// ecache is enrollBatch's view of the rows it checks (see enrollCache),
+	// dcache WriteDocuments' view of documents and their counters (docCache).
+	ecache     enrollCache
+	dcache     docCache
+	noDocCache bool // tests: every WriteDocuments reads the rows
 	// dataVersion is the writer's last PRAGMA data_version, which moves
 	// only when another process commits to the file.
 	dataVersion int64
@@ -474,15 +477,16 @@ var errClosed = errors.New("sqlite: store closed")
 // other callers' work. A caller cancelled before its turn is skipped; one
 // cancelled while its fn runs has its savepoint rolled back.
 func (s *Store) write(ctx context.Context, fn func(t *txn) error) error {
-	return s.writeOp(ctx, nil, fn)
+	return s.writeOp(ctx, 0, nil, fn)
 }
 
-// writeOp is write with an optional batchable form of fn (see enrollBatch).
-func (s *Store) writeOp(ctx context.Context, eop *enrollOp, fn func(t *txn) error) error {
+// writeOp is write for a fn that leaves the caches in keeps valid, with an
+// optional batchable form of fn (see enrollBatch).
+func (s *Store) writeOp(ctx context.Context, keeps uint8, eop *enrollOp, fn func(t *txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), enroll: eop}
+	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), enroll: eop, keeps: keeps}
 	s.wqMu.RLock()
 	if s.wqClosed {
 		s.wqMu.RUnlock()
@@ -505,7 +509,30 @@ type writeOp struct {
 	// enroll, when set, lets consecutive enrollments of a group be decided
 	// and written together (enrollBatch); fn is the same write on its own.
 	enroll *enrollOp
+	// keeps names the writer caches fn leaves valid (keepEnroll,
+	// keepDocs); every other cache is dropped before fn runs.
+	keeps uint8
 }
+
+// Writer caches a write may leave valid (writeOp.keeps).
+const (
+	keepEnroll uint8 = 1 << iota // enrollCache
+	keepDocs                     // docCache
+)
+
+// invalidate drops the caches a write does not keep; the caller holds wmu.
+func (s *Store) invalidate(keeps uint8) {
+	if keeps&keepEnroll == 0 {
+		s.ecache.clear()
+	}
+	if keeps&keepDocs == 0 {
+		s.dcache.clear()
+	}
+}
+
+// clearCaches drops every writer cache: after a rollback they may hold
+// effects that were undone. The caller holds wmu.
+func (s *Store) clearCaches() { s.invalidate(0) }
 
 // committer drains the write queue until it is closed.
 func (s *Store) committer() {
@@ -582,15 +609,14 @@ func (s *Store) commitGroup(batch []*writeOp) {
 			s.abortGroup(batch)
 			return
 		}
-		// Any write but a batched enrollment may change what the
-		// enrollment cache holds.
-		s.ecache.clear()
+		s.invalidate(o.keeps)
 		err := o.fn(&txn{s: s, ctx: context.WithoutCancel(o.ctx)})
 		if err == nil && o.ctx.Err() != nil {
 			err = o.ctx.Err()
 		}
 		if err != nil {
 			o.err = mapErr(err)
+			s.clearCaches()
 			if rerr := s.ctl("ROLLBACK TO g"); rerr != nil {
 				// SQLite already rolled the whole transaction back (an I/O
 				// error, say): nothing of the group survives, so retry the
@@ -608,7 +634,7 @@ func (s *Store) commitGroup(batch []*writeOp) {
 	}
 	if err := s.ctl("COMMIT"); err != nil {
 		s.ctl("ROLLBACK")
-		s.ecache.clear()
+		s.clearCaches()
 		for _, o := range batch {
 			if o.err == nil {
 				o.err = mapErr(err)
@@ -639,7 +665,7 @@ func (s *Store) runEnrollBatch(ops []*writeOp) (ok, fatal bool) {
 	}
 	res, err := (&txn{s: s, ctx: context.Background()}).enrollBatch(eops)
 	if err != nil {
-		s.ecache.clear()
+		s.clearCaches()
 		if s.ctl("ROLLBACK TO g") != nil || s.ctl("RELEASE g") != nil {
 			return false, true
 		}
@@ -660,7 +686,7 @@ func (s *Store) runEnrollBatch(ops []*writeOp) (ok, fatal bool) {
 // fail its neighbours.
 func (s *Store) abortGroup(batch []*writeOp) {
 	s.ctl("ROLLBACK")
-	s.ecache.clear()
+	s.clearCaches()
 	for _, o := range batch {
 		if o.err == nil {
 			o.err = s.runOne(o)
@@ -668,7 +694,7 @@ func (s *Store) abortGroup(batch []*writeOp) {
 	}
 }
 
-// checkExternalWrites drops the enrollment cache if another process wrote
+// checkExternalWrites drops the writer caches if another process wrote
 // to the database since the last group; the caller holds wmu.
 func (s *Store) checkExternalWrites() {
 	var v int64
@@ -677,7 +703,7 @@ func (s *Store) checkExternalWrites() {
 		err = st.QueryRowContext(context.Background()).Scan(&v)
 	}
 	if err != nil || v != s.dataVersion {
-		s.ecache.clear()
+		s.clearCaches()
 		s.dataVersion = v
 	}
 }
@@ -690,12 +716,14 @@ func (s *Store) runOne(o *writeOp) error {
 	if err := s.ctl("BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
-	s.ecache.clear()
+	s.checkExternalWrites()
+	s.invalidate(o.keeps)
 	err := o.fn(&txn{s: s, ctx: context.WithoutCancel(o.ctx)})
 	if err == nil && o.ctx.Err() != nil {
 		err = o.ctx.Err()
 	}
 	if err != nil {
+		s.clearCaches()
 		if rerr := s.ctl("ROLLBACK"); rerr != nil {
 			return errors.Join(mapErr(err), rerr)
 		}
@@ -703,6 +731,7 @@ func (s *Store) runOne(o *writeOp) error {
 	}
 	if err := s.ctl("COMMIT"); err != nil {
 		s.ctl("ROLLBACK")
+		s.clearCaches()
 		return mapErr(err)
 	}
 	return nil
