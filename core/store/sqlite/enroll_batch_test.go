@@ -18,14 +18,20 @@ import (
 // enrollSnapshot is everything Enroll writes.
 func enrollSnapshot(t *testing.T, s *Store) string {
 	t.Helper()
-	var out string
-	for _, q := range []string{
+	return snapshot(t, s,
 		`SELECT group_concat(org_id || '/' || token_id || '=' || uses, ' ') FROM (SELECT * FROM enrollment_tokens ORDER BY 1, 2)`,
 		`SELECT group_concat(org_id || '/' || app_id || '=' || peer_count, ' ') FROM (SELECT * FROM formations ORDER BY 1, 2)`,
 		`SELECT group_concat(org_id || '@' || minute || '=' || n, ' ') FROM (SELECT * FROM enrollment_rate ORDER BY 1, 2)`,
 		`SELECT group_concat(audit_id || ':' || coalesce(serial, '-'), ' ') FROM (SELECT * FROM enrollment_audit ORDER BY audit_id)`,
-		`SELECT group_concat(serial || ':' || app_id, ' ') FROM (SELECT * FROM certificates ORDER BY serial)`,
-	} {
+		`SELECT group_concat(serial || ':' || app_id, ' ') FROM (SELECT * FROM certificates ORDER BY serial)`)
+}
+
+// snapshot runs single-value queries (NULL reads as empty) and joins their
+// answers, one per line, for comparing two stores.
+func snapshot(t *testing.T, s *Store, queries ...string) string {
+	t.Helper()
+	var out string
+	for _, q := range queries {
 		var v *string
 		if err := s.r.QueryRow(q).Scan(&v); err != nil {
 			t.Fatal(err)
