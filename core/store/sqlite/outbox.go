@@ -234,8 +234,23 @@ func (s *Store) pruneOnce(ctx context.Context, olderThanMs uint64) (removed int6
 			return err
 		}
 		for _, b := range bounds {
+			// Rows are appended in seq order with the clock of their
+			// write, so only the first chunk of the org's passed rows is
+			// looked at: filtering all of them by age would walk every
+			// retained row on each prune, holding the writer for as long.
+			// A row written with an earlier clock than the one before it
+			// waits for a later prune. Most prunes find the oldest row too
+			// young and stop there.
+			var oldest sql.NullInt64
+			if err := t.row(`SELECT timestamp_ms FROM outbox WHERE org_id = ? ORDER BY seq LIMIT 1`, b.org).Scan(&oldest); err != nil &&
+				!errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			if !oldest.Valid || oldest.Int64 >= int64(olderThanMs) {
+				continue
+			}
 			n, err := t.affected(`DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox
-				WHERE org_id = ? AND seq <= ? AND timestamp_ms < ? ORDER BY seq LIMIT ?)`, b.org, b.seq, int64(olderThanMs), chunk)
+				WHERE org_id = ? AND seq <= ? ORDER BY seq LIMIT ?) AND timestamp_ms < ?`, b.org, b.seq, chunk, int64(olderThanMs))
 			if err != nil {
 				return err
 			}
