@@ -19,7 +19,7 @@ import (
 // One enrollment alone is a transaction of two round trips that holds its
 // org's row lock throughout, so an org's enrollments run one at a time and
 // each pays for its lock, its reads, a row trigger per insert and a commit.
-// Concurrent Enroll calls are therefore queued and a few runners take them in
+// Concurrent Enroll calls are therefore queued and a runner takes them in
 // batches: one transaction locks every formation (and org) of the batch in
 // key order, reads their counters and tokens, decides each enrollment in
 // queue order in memory carrying earlier approvals' effects forward, and
@@ -30,15 +30,13 @@ import (
 // batch) or the batch fails as a whole (a deadlock with another
 // transaction), its calls run one by one instead.
 
-const (
-	// maxEnrollBatch bounds one batch transaction.
-	maxEnrollBatch = 128
-	// enrollRunners is how many batches run at once. An org's enrollments
-	// always go to the same runner: batches sharing an org would only wait
-	// for each other's row locks, while batches of different orgs run in
-	// parallel.
-	enrollRunners = 1
-)
+// maxEnrollBatch bounds one batch transaction.
+//
+// One runner takes the batches, one after another. Several were measured
+// (also with each org pinned to one runner, so their row locks never meet)
+// and did worse: they split the queue into smaller batches, and Postgres's
+// cost per batch, not per enrollment, is what bounds the rate.
+const maxEnrollBatch = 128
 
 type enrollReq struct {
 	ctx  context.Context
@@ -47,43 +45,27 @@ type enrollReq struct {
 	done chan error
 }
 
-// enrollQueue feeds the batch runners, one queue each.
+// enrollQueue feeds the batch runner.
 type enrollQueue struct {
-	chs    []chan *enrollReq
+	ch     chan *enrollReq
 	mu     sync.RWMutex // guards sends against close
 	closed bool
-	wg     sync.WaitGroup
+	done   chan struct{}
 }
 
-func (s *Store) startEnrollRunners() {
-	s.eq = &enrollQueue{}
-	for i := 0; i < enrollRunners; i++ {
-		ch := make(chan *enrollReq, 4*maxEnrollBatch)
-		s.eq.chs = append(s.eq.chs, ch)
-		s.eq.wg.Add(1)
-		go s.enrollRunner(ch)
-	}
+func (s *Store) startEnrollRunner() {
+	s.eq = &enrollQueue{ch: make(chan *enrollReq, 4*maxEnrollBatch), done: make(chan struct{})}
+	go s.enrollRunner()
 }
 
-func (s *Store) stopEnrollRunners() {
+func (s *Store) stopEnrollRunner() {
 	s.eq.mu.Lock()
 	if !s.eq.closed {
 		s.eq.closed = true
-		for _, ch := range s.eq.chs {
-			close(ch)
-		}
+		close(s.eq.ch)
 	}
 	s.eq.mu.Unlock()
-	s.eq.wg.Wait()
-}
-
-// runnerOf picks the queue of an org (FNV-1a of its id).
-func (q *enrollQueue) runnerOf(orgID string) chan *enrollReq {
-	h := uint32(2166136261)
-	for i := 0; i < len(orgID); i++ {
-		h = (h ^ uint32(orgID[i])) * 16777619
-	}
-	return q.chs[h%uint32(len(q.chs))]
+	<-s.eq.done
 }
 
 var errStoreClosed = errors.New("postgres: store closed")
@@ -104,22 +86,22 @@ func (s *Store) Enroll(ctx context.Context, etx store.EnrollTx) error {
 		s.eq.mu.RUnlock()
 		return errStoreClosed
 	}
-	s.eq.runnerOf(etx.OrgID) <- r
+	s.eq.ch <- r
 	s.eq.mu.RUnlock()
 	// The result is awaited even if ctx ends meanwhile: the enrollment may
 	// already be committed.
 	return <-r.done
 }
 
-func (s *Store) enrollRunner(ch chan *enrollReq) {
-	defer s.eq.wg.Done()
+func (s *Store) enrollRunner() {
+	defer close(s.eq.done)
 	batch := make([]*enrollReq, 0, maxEnrollBatch)
-	for r := range ch {
+	for r := range s.eq.ch {
 		batch = append(batch[:0], r)
 	fill:
 		for len(batch) < maxEnrollBatch {
 			select {
-			case o, ok := <-ch:
+			case o, ok := <-s.eq.ch:
 				if !ok {
 					break fill
 				}

@@ -87,7 +87,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s.startEnrollRunners()
+	s.startEnrollRunner()
 	return s, nil
 }
 
@@ -97,7 +97,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 // Close waits for in-flight calls to release their connections, then closes
 // the pool.
 func (s *Store) Close() error {
-	s.stopEnrollRunners()
+	s.stopEnrollRunner()
 	s.pool.Close()
 	return nil
 }
