@@ -18,13 +18,13 @@ import (
 //
 // One enrollment alone is a transaction of two round trips that holds its
 // org's row lock throughout, so an org's enrollments run one at a time and
-// each pays for its lock, its reads, a row trigger per insert and a commit.
+// each pays for its lock, its reads, its writes and a commit.
 // Concurrent Enroll calls are therefore queued and a runner takes them in
 // batches: one transaction locks every formation (and org) of the batch in
 // key order, reads their counters and tokens, decides each enrollment in
 // queue order in memory carrying earlier approvals' effects forward, and
-// writes all approvals with one INSERT per table, one counter update per
-// table and the COMMIT in a second round trip.
+// writes all approvals and the counters they move in one statement, sent
+// with the COMMIT in a second round trip.
 // The outcome is the one the calls would get one after another; where that is
 // not certain (a rate limit nearly reached, a minute boundary inside the
 // batch) or the batch fails as a whole (a deadlock with another
