@@ -156,10 +156,3 @@ func (f failedDocs) blocked(ev *model.CdcEvent) bool {
 }
 
 func (f failedDocs) mark(ev *model.CdcEvent) { f[keyOf(ev)] = struct{}{} }
-
-// failAll reports every listed event failed (retryable) with err.
-func failAll(res []Result, idx []int, err error) {
-	for _, i := range idx {
-		res[i] = Result{Err: err}
-	}
-}
