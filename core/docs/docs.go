@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/defenseunicorns/peat-gateway/core/errs"
+	batching "github.com/defenseunicorns/peat-gateway/core/internal/batch"
 	"github.com/defenseunicorns/peat-gateway/core/model"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 	"github.com/defenseunicorns/peat-gateway/core/tenant"
@@ -502,19 +503,7 @@ func (s *Service) commitLoop(q chan *pending) {
 	writes := make([]store.DocumentWrite, 0, s.opts.MaxBatch)
 	orgs := make([]string, 0, 8)
 	for p := range q {
-		batch = append(batch[:0], p)
-	fill:
-		for len(batch) < s.opts.MaxBatch {
-			select {
-			case p, ok := <-q:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, p)
-			default:
-				break fill
-			}
-		}
+		batch = batching.Drain(q, append(batch[:0], p), s.opts.MaxBatch)
 		orgs = s.commit(batch, writes[:0], orgs[:0])
 		clear(batch)
 	}

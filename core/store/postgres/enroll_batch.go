@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	batching "github.com/defenseunicorns/peat-gateway/core/internal/batch"
 	"github.com/defenseunicorns/peat-gateway/core/model"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 )
@@ -97,19 +98,7 @@ func (s *Store) enrollRunner() {
 	defer close(s.eq.done)
 	batch := make([]*enrollReq, 0, maxEnrollBatch)
 	for r := range s.eq.ch {
-		batch = append(batch[:0], r)
-	fill:
-		for len(batch) < maxEnrollBatch {
-			select {
-			case o, ok := <-s.eq.ch:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
+		batch = batching.Drain(s.eq.ch, append(batch[:0], r), maxEnrollBatch)
 		s.runEnrollBatch(batch)
 	}
 }

@@ -42,6 +42,7 @@ import (
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	batching "github.com/defenseunicorns/peat-gateway/core/internal/batch"
 	"github.com/defenseunicorns/peat-gateway/core/store"
 )
 
@@ -539,19 +540,7 @@ func (s *Store) committer() {
 	defer close(s.wqDone)
 	batch := make([]*writeOp, 0, maxGroup)
 	for op := range s.wq {
-		batch = append(batch[:0], op)
-	fill:
-		for len(batch) < maxGroup {
-			select {
-			case o, ok := <-s.wq:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
+		batch = batching.Drain(s.wq, append(batch[:0], op), maxGroup)
 		s.commitGroup(batch)
 		for _, o := range batch {
 			o.done <- o.err
