@@ -76,6 +76,7 @@ type Genesis struct {
 	name        string
 	seed        [SeedSize]byte
 	authority   ed25519.PrivateKey
+	meshID      string // derived from name and seed; public, kept to save an HKDF per certificate
 	createdAtMs uint64
 	policy      Policy
 	zeroized    bool
@@ -109,6 +110,7 @@ func GenesisFromSeed(name string, seed []byte, policy Policy, createdAtMs uint64
 	g := &Genesis{name: name, createdAtMs: createdAtMs, policy: policy}
 	copy(g.seed[:], seed)
 	g.authority = DeviceKey(g.seed[:], infoAuthority)
+	g.meshID = DeriveMeshID(g.name, g.seed[:])
 	return g, nil
 }
 
@@ -172,6 +174,7 @@ func DecodeGenesis(b []byte) (*Genesis, error) {
 		g.Zeroize()
 		return nil, fmt.Errorf("%w: genesis policy byte %d out of range", ErrMalformed, b[p])
 	}
+	g.meshID = DeriveMeshID(g.name, g.seed[:])
 	return g, nil
 }
 
@@ -185,8 +188,8 @@ func (g *Genesis) Policy() Policy { return g.policy }
 func (g *Genesis) CreatedAtMs() uint64 { return g.createdAtMs }
 
 // MeshID returns the formation's 8-character upper-case hex mesh_id,
-// recomputed from the name and seed.
-func (g *Genesis) MeshID() string { return DeriveMeshID(g.name, g.seed[:]) }
+// derived from the name and seed.
+func (g *Genesis) MeshID() string { return g.meshID }
 
 // FormationSecret returns the 32-byte formation secret, recomputed on each
 // call. The caller owns the slice and should clear it when done; the

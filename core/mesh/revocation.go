@@ -100,7 +100,7 @@ func SignRevocationList(authority ed25519.PrivateKey, meshID string, issuedAtMs,
 	if err != nil {
 		return nil, err
 	}
-	copy(l.Signature[:], ed25519.Sign(authority, signedRevocationMessage(body)))
+	copy(l.Signature[:], sign(authority, signedRevocationMessage(body)))
 	return l, nil
 }
 
