@@ -431,6 +431,9 @@ func TestCdcAcceptScenario(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if rep.SignsPerSecBefore <= 0 || rep.SignsPerSecAfter <= 0 {
+			t.Errorf("report without the machine's signing rate: %+v", rep)
+		}
 		if rep.Errors != 0 || rep.Requests == 0 || len(rep.Endpoints) != 1 {
 			t.Fatalf("report %+v", rep)
 		}

@@ -166,6 +166,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Report, error) {
 	if p, ok := sc.(interface{ PacesItself() bool }); ok && p.PacesItself() {
 		rate = 0
 	}
+	before := signRate(300 * time.Millisecond)
 	if o.Warmup > 0 {
 		drive(sc, c, o.Concurrency, o.Warmup, nil, rate)
 	}
@@ -175,6 +176,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Report, error) {
 	if f, ok := sc.(interface{ Finish(*Report) }); ok {
 		f.Finish(rep)
 	}
+	rep.SignsPerSecBefore, rep.SignsPerSecAfter = before, signRate(300*time.Millisecond)
 	return rep, nil
 }
 

@@ -50,6 +50,10 @@ type Report struct {
 	Throughput  float64     `json:"throughput_rps"`
 	Endpoints   []Endpoint  `json:"endpoints"`
 	Extra       []ExtraLine `json:"extra,omitempty"`
+	// SignsPerSecBefore/After are the machine's crypto/ed25519 signing rate
+	// on one core just before and after the run (see signRate).
+	SignsPerSecBefore float64 `json:"machine_ed25519_signs_per_sec_before"`
+	SignsPerSecAfter  float64 `json:"machine_ed25519_signs_per_sec_after"`
 }
 
 // Endpoint is one endpoint's figures.
@@ -131,5 +135,9 @@ func (r *Report) Print(w io.Writer) {
 	}
 	for _, x := range r.Extra {
 		fmt.Fprintf(w, "%-44s %12.2f %s\n", x.Name, x.Value, x.Unit)
+	}
+	if r.SignsPerSecBefore > 0 {
+		fmt.Fprintf(w, "machine speed: one core made %.0f crypto/ed25519 signatures/s before the run, %.0f after\n",
+			r.SignsPerSecBefore, r.SignsPerSecAfter)
 	}
 }
