@@ -595,8 +595,19 @@ func (w *worker) flush(ctx context.Context) error {
 // ends: the events are delivered, so redelivering them for a transient
 // store error would only add duplicates.
 func (w *worker) advance(ctx context.Context, seq, delivered int64, dls []store.DeadLetter, lastErr string, now uint64) error {
+	return w.advanceReplay(ctx, seq, delivered, 0, dls, lastErr, now)
+}
+
+// advanceReplay is advance that also marks the dead letters up to
+// replayedThrough replayed (store.AdvanceReplay); 0 marks none.
+func (w *worker) advanceReplay(ctx context.Context, seq, delivered, replayedThrough int64, dls []store.DeadLetter, lastErr string, now uint64) error {
 	for attempt := 0; ; attempt++ {
-		err := w.d.st.Advance(ctx, w.cfg.OrgID, w.cfg.SinkID, max(seq, w.unsavedSeq), delivered, dls, lastErr, now)
+		var err error
+		if replayedThrough > 0 {
+			err = w.d.st.AdvanceReplay(ctx, w.cfg.OrgID, w.cfg.SinkID, max(seq, w.unsavedSeq), delivered, replayedThrough, dls, lastErr, now)
+		} else {
+			err = w.d.st.Advance(ctx, w.cfg.OrgID, w.cfg.SinkID, max(seq, w.unsavedSeq), delivered, dls, lastErr, now)
+		}
 		if err == nil {
 			if seq > w.cursor.Load() {
 				w.cursor.Store(seq)
@@ -777,20 +788,20 @@ func (w *worker) replay(ctx context.Context, seq int64) error {
 		// re-inserting them would only churn ids); the documents stay held.
 		return w.advance(ctx, seq, 0, nil, "replay failed: "+lastErr, now)
 	}
-	if len(dls) > 0 {
-		if _, err := w.d.st.TakeDeadLetters(ctx, w.cfg.OrgID, w.cfg.SinkID); err != nil {
-			return err
-		}
+	// The replayed letters are marked, the ones that failed again go back
+	// as new dead letters, and the cursor moves past the marker, all in one
+	// transaction: a crash before it commits replays them all again.
+	var through int64
+	for _, dl := range dls {
+		through = max(through, dl.ID)
 	}
-	// The letters that failed again go back as new dead letters, with the
-	// cursor move past the marker, in one transaction.
 	if lastErr != "" && len(again) == 0 {
 		lastErr = ""
 	}
 	if len(again) > 0 && lastErr == "" {
 		lastErr = again[len(again)-1].Error
 	}
-	if err := w.advance(ctx, seq, n, again, lastErr, now); err != nil {
+	if err := w.advanceReplay(ctx, seq, n, through, again, lastErr, now); err != nil {
 		return err
 	}
 	w.m.dead.Add(float64(len(again)))

@@ -269,9 +269,9 @@ func (s *instrumented) ListDeadLetters(a0 context.Context, a1 string, a2 string,
 	return s.Store.ListDeadLetters(a0, a1, a2, a3)
 }
 
-func (s *instrumented) TakeDeadLetters(a0 context.Context, a1 string, a2 string) ([]DeadLetter, error) {
-	defer s.timer("TakeDeadLetters", time.Now())
-	return s.Store.TakeDeadLetters(a0, a1, a2)
+func (s *instrumented) AdvanceReplay(a0 context.Context, a1 string, a2 string, a3 int64, a4 int64, a5 int64, a6 []DeadLetter, a7 string, a8 uint64) error {
+	defer s.timer("AdvanceReplay", time.Now())
+	return s.Store.AdvanceReplay(a0, a1, a2, a3, a4, a5, a6, a7, a8)
 }
 
 func (s *instrumented) Prune(a0 context.Context, a1 uint64) (int64, error) {

@@ -290,8 +290,13 @@ type Outbox interface {
 	// SetLastError records a delivery error without moving the cursor.
 	SetLastError(ctx context.Context, sinkID, msg string) error
 	ListDeadLetters(ctx context.Context, orgID, sinkID string, limit int) ([]DeadLetter, error)
-	// TakeDeadLetters marks the sink's un-replayed dead letters replayed and returns them.
-	TakeDeadLetters(ctx context.Context, orgID, sinkID string) ([]DeadLetter, error)
+	// AdvanceReplay is Advance at the end of a dead-letter replay: in the
+	// same transaction it also marks the sink's un-replayed dead letters with
+	// id ≤ replayedThrough replayed. The letters that failed again come back
+	// as deadLetters, so a crash leaves either the old letters pending (the
+	// replay runs again) or the replay's whole outcome, never letters marked
+	// replayed whose failures were not recorded.
+	AdvanceReplay(ctx context.Context, orgID, sinkID string, seq, delivered, replayedThrough int64, deadLetters []DeadLetter, lastError string, nowMs uint64) error
 	// Prune deletes events that every sink of the org (enabled or not) has
 	// passed and whose timestamp is older than olderThanMs; returns rows removed.
 	Prune(ctx context.Context, olderThanMs uint64) (int64, error)

@@ -61,6 +61,18 @@ func (s *Store) GetProgress(ctx context.Context, sinkID string) (store.SinkProgr
 // anything else (an uncorrelated EXISTS runs first), as in WriteDocuments,
 // so a concurrent DeleteOrg cannot deadlock with it.
 func (s *Store) Advance(ctx context.Context, orgID, sinkID string, seq int64, delivered int64, deadLetters []store.DeadLetter, lastError string, nowMs uint64) error {
+	return s.advance(ctx, orgID, sinkID, seq, delivered, 0, deadLetters, lastError, nowMs)
+}
+
+// AdvanceReplay is Advance that also marks the sink's un-replayed dead
+// letters up to replayedThrough replayed, in the same statement. The
+// UPDATE runs on the statement's snapshot, so it cannot see (and mark) the
+// letters inserted beside it.
+func (s *Store) AdvanceReplay(ctx context.Context, orgID, sinkID string, seq, delivered, replayedThrough int64, deadLetters []store.DeadLetter, lastError string, nowMs uint64) error {
+	return s.advance(ctx, orgID, sinkID, seq, delivered, replayedThrough, deadLetters, lastError, nowMs)
+}
+
+func (s *Store) advance(ctx context.Context, orgID, sinkID string, seq, delivered, replayedThrough int64, deadLetters []store.DeadLetter, lastError string, nowMs uint64) error {
 	n := len(deadLetters)
 	dSeq, dErr, dAtt, dAt, dEv := make([]int64, n), make([]string, n), make([]int32, n), make([]int64, n), make([][]byte, n)
 	for i, d := range deadLetters {
@@ -85,7 +97,10 @@ func (s *Store) Advance(ctx context.Context, orgID, sinkID string, seq int64, de
 		dl AS (
 			INSERT INTO dead_letters (org_id, sink_id, seq, error, attempts, created_at, event)
 			SELECT $1, $2, u.* FROM unnest($7::int8[], $8::text[], $9::int4[], $10::int8[], $11::bytea[]) u
-			WHERE EXISTS (SELECT 1 FROM o))
+			WHERE EXISTS (SELECT 1 FROM o)),
+		r AS (
+			UPDATE dead_letters SET replayed = true
+			WHERE org_id = $1 AND sink_id = $2 AND NOT replayed AND id <= $13 AND EXISTS (SELECT 1 FROM o))
 		INSERT INTO sink_progress AS p (sink_id, org_id, cursor_seq, delivered, dead_lettered, last_error, last_delivered_at)
 		SELECT $2, $1, $3, $4, $5, $6, coalesce($12::int8, 0) WHERE EXISTS (SELECT 1 FROM o)
 		ON CONFLICT (sink_id) DO UPDATE SET
@@ -94,7 +109,7 @@ func (s *Store) Advance(ctx context.Context, orgID, sinkID string, seq int64, de
 			dead_lettered = p.dead_lettered + EXCLUDED.dead_lettered,
 			last_error = EXCLUDED.last_error,
 			last_delivered_at = coalesce($12::int8, p.last_delivered_at)`,
-		orgID, sinkID, seq, delivered, int64(n), lastError, dSeq, dErr, dAtt, dAt, dEv, lastAt)
+		orgID, sinkID, seq, delivered, int64(n), lastError, dSeq, dErr, dAtt, dAt, dEv, lastAt, replayedThrough)
 	if err != nil {
 		return mapErr(err, store.ErrOrgNotFound)
 	}
@@ -130,17 +145,6 @@ func (s *Store) ListDeadLetters(ctx context.Context, orgID, sinkID string, limit
 	}
 	rows, _ := s.pool.Query(ctx, "SELECT "+deadLetterCols+` FROM dead_letters
 		WHERE org_id = $1 AND sink_id = $2 ORDER BY id LIMIT $3`, orgID, sinkID, int64(limit))
-	return pgx.CollectRows(rows, scanDeadLetter)
-}
-
-// TakeDeadLetters marks the sink's un-replayed dead letters replayed and
-// returns them by id. The UPDATE locks the rows it takes, so two replicas
-// replaying at once never both get the same letter.
-func (s *Store) TakeDeadLetters(ctx context.Context, orgID, sinkID string) ([]store.DeadLetter, error) {
-	rows, _ := s.pool.Query(ctx, `WITH t AS (
-			UPDATE dead_letters SET replayed = true WHERE org_id = $1 AND sink_id = $2 AND NOT replayed
-			RETURNING `+deadLetterCols+`)
-		SELECT `+deadLetterCols+` FROM t ORDER BY id`, orgID, sinkID)
 	return pgx.CollectRows(rows, scanDeadLetter)
 }
 

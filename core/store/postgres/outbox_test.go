@@ -153,12 +153,11 @@ func TestProgressDeadLettersPrune(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Seq != 2 || got[0].Event.DocumentID != "d1" || got[0].Replayed {
 		t.Fatalf("ListDeadLetters = %+v, %v", got, err)
 	}
-	taken, err := s.TakeDeadLetters(ctx, "acme", "s1")
-	if err != nil || len(taken) != 1 || !taken[0].Replayed {
-		t.Fatalf("TakeDeadLetters = %+v, %v", taken, err)
+	if err := s.AdvanceReplay(ctx, "acme", "s1", 3, 1, got[0].ID, nil, "", t0+300); err != nil {
+		t.Fatal(err)
 	}
-	if again, _ := s.TakeDeadLetters(ctx, "acme", "s1"); len(again) != 0 {
-		t.Fatalf("dead letters taken twice: %+v", again)
+	if got, _ := s.ListDeadLetters(ctx, "acme", "s1", 10); len(got) != 1 || !got[0].Replayed {
+		t.Fatalf("after AdvanceReplay: %+v", got)
 	}
 
 	// s2 is at cursor 0, so nothing may go.

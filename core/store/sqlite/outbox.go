@@ -64,6 +64,16 @@ func (s *Store) GetProgress(ctx context.Context, sinkID string) (store.SinkProgr
 // Advance moves the cursor forward (never back), adds to the counters and
 // stores the dead letters in one transaction.
 func (s *Store) Advance(ctx context.Context, orgID, sinkID string, seq int64, delivered int64, deadLetters []store.DeadLetter, lastError string, nowMs uint64) error {
+	return s.advance(ctx, orgID, sinkID, seq, delivered, 0, deadLetters, lastError, nowMs)
+}
+
+// AdvanceReplay is Advance that also marks the sink's un-replayed dead
+// letters up to replayedThrough replayed, in the same transaction.
+func (s *Store) AdvanceReplay(ctx context.Context, orgID, sinkID string, seq, delivered, replayedThrough int64, deadLetters []store.DeadLetter, lastError string, nowMs uint64) error {
+	return s.advance(ctx, orgID, sinkID, seq, delivered, replayedThrough, deadLetters, lastError, nowMs)
+}
+
+func (s *Store) advance(ctx context.Context, orgID, sinkID string, seq, delivered, replayedThrough int64, deadLetters []store.DeadLetter, lastError string, nowMs uint64) error {
 	raws := make([][]byte, len(deadLetters))
 	for i, d := range deadLetters {
 		raws[i] = d.RawEvent
@@ -92,6 +102,13 @@ func (s *Store) Advance(ctx context.Context, orgID, sinkID string, seq int64, de
 				last_delivered_at = CASE WHEN excluded.delivered > 0 THEN excluded.last_delivered_at ELSE last_delivered_at END`,
 			sinkID, orgID, seq, delivered, int64(len(deadLetters)), lastError, deliveredAt); err != nil {
 			return err
+		}
+		// Before the inserts, so the letters that failed again stay pending.
+		if replayedThrough > 0 {
+			if _, err := t.exec(`UPDATE dead_letters SET replayed = 1 WHERE org_id = ? AND sink_id = ? AND replayed = 0 AND id <= ?`,
+				orgID, sinkID, replayedThrough); err != nil {
+				return err
+			}
 		}
 		for i, d := range deadLetters {
 			created := d.CreatedAt
@@ -156,31 +173,6 @@ func (s *Store) ListDeadLetters(ctx context.Context, orgID, sinkID string, limit
 		return nil, err
 	}
 	return scanDeadLetters(rows)
-}
-
-// TakeDeadLetters marks the sink's un-replayed dead letters replayed and
-// returns them oldest first.
-func (s *Store) TakeDeadLetters(ctx context.Context, orgID, sinkID string) ([]store.DeadLetter, error) {
-	var out []store.DeadLetter
-	err := s.write(ctx, func(t *txn) error {
-		rows, err := t.query(`UPDATE dead_letters SET replayed = 1 WHERE org_id = ? AND sink_id = ? AND replayed = 0
-			RETURNING `+deadLetterCols, orgID, sinkID)
-		if err != nil {
-			return err
-		}
-		out, err = scanDeadLetters(rows)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	// RETURNING gives no order guarantee.
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].ID < out[j-1].ID; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out, nil
 }
 
 // Prune removes, org by org, events older than olderThanMs that every sink

@@ -134,24 +134,30 @@ var outboxTests = []subtest{
 		p, _ := s.GetProgress(ctx, "s1")
 		mustEqual(t, p.DeadLettered, int64(3), "dead_lettered count")
 
-		taken, err := s.TakeDeadLetters(ctx, "acme", "s1")
-		mustOK(t, err, "TakeDeadLetters")
-		mustEqual(t, len(taken), 3, "taken")
-		for i := range taken {
-			mustEqual(t, taken[i].ID, dl[i].ID, "taken in id order")
-		}
-		taken, _ = s.TakeDeadLetters(ctx, "acme", "s1")
-		mustEqual(t, len(taken), 0, "second take finds nothing new")
+		// A replay that got the first two letters through and the third
+		// dead-lettered again: one AdvanceReplay records all of it.
+		mustOK(t, s.AdvanceReplay(ctx, "acme", "s1", 3, 2, dl[2].ID, []store.DeadLetter{deadLetter("s1", 3, "e3 again")}, "e3 again", t0+5), "AdvanceReplay")
 		got, _ = s.ListDeadLetters(ctx, "acme", "s1", 100)
-		for _, d := range got {
-			mustEqual(t, d.Replayed, true, "listed as replayed")
+		mustEqual(t, len(got), 4, "letters after the replay")
+		for i, d := range got[:3] {
+			mustEqual(t, [2]any{d.ID, d.Replayed}, [2]any{dl[i].ID, true}, "replayed letter %d", i)
 		}
+		mustEqual(t, [3]any{got[3].Replayed, got[3].Error, got[3].Seq}, [3]any{false, "e3 again", int64(3)}, "the letter that failed again")
+		p, _ = s.GetProgress(ctx, "s1")
+		mustEqual(t, [2]int64{p.DeadLettered, p.Delivered}, [2]int64{4, 2}, "counts after the replay")
 		got, _ = s.ListDeadLetters(ctx, "acme", "s2", 100)
 		mustEqual(t, [2]any{len(got), got[0].Replayed}, [2]any{1, false}, "other sink untouched")
-		mustOK(t, s.Advance(ctx, "acme", "s1", 4, 0, []store.DeadLetter{deadLetter("s1", 4, "e4")}, "", t0), "Advance")
-		taken, _ = s.TakeDeadLetters(ctx, "acme", "s1")
-		mustEqual(t, len(taken), 1, "only the new dead letter is taken")
-		mustEqual(t, taken[0].Seq, int64(4), "new dead letter")
+
+		// replayedThrough bounds what is marked: a letter recorded after the
+		// replay loaded its letters stays pending.
+		got, _ = s.ListDeadLetters(ctx, "acme", "s1", 100)
+		again := got[3].ID
+		mustOK(t, s.Advance(ctx, "acme", "s1", 4, 0, []store.DeadLetter{deadLetter("s1", 4, "e4")}, "e4", t0+6), "Advance")
+		mustOK(t, s.AdvanceReplay(ctx, "acme", "s1", 4, 1, again, nil, "", t0+7), "AdvanceReplay through the first")
+		got, _ = s.ListDeadLetters(ctx, "acme", "s1", 100)
+		mustEqual(t, len(got), 5, "letters")
+		mustEqual(t, [2]bool{got[3].Replayed, got[4].Replayed}, [2]bool{true, false}, "only letters up to replayedThrough are marked")
+		mustEqual(t, got[4].Seq, int64(4), "the later letter")
 	}},
 	{"Prune", func(t *testing.T, s store.Store) {
 		for _, o := range []string{"acme", "beta", "solo"} {
