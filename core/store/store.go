@@ -156,8 +156,13 @@ type EnrollTx struct {
 	// AppID, not be revoked, not be expired (NowMs > expires_at) and have
 	// uses < max_uses; then uses += 1. Any failure is ErrTokenInvalid.
 	TokenID string
-	// PeerLimit is max_peers_per_formation: with Certificate set, the count of
-	// non-revoked certificates of the formation must be below it (ErrQuota).
+	// PeerLimit is max_peers_per_formation. A peer is a member key: the
+	// subject public key of a certificate of the formation that is neither
+	// revoked nor expired at NowMs. With Certificate set, the enrollment is
+	// refused (ErrQuota) when the formation has PeerLimit peers or more,
+	// unless its key is one of them (a renewal adds no peer). So expired
+	// certificates, and nodes renewing theirs, never lock a fleet out of its
+	// formation, while every new key counts whatever node_id it claims.
 	PeerLimit uint32
 	Audit     model.AuditEntry
 	// Certificate, when set, is added to the inventory.

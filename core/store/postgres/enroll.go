@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -137,11 +136,6 @@ func (s *Store) enrollOne(ctx context.Context, etx store.EnrollTx) error {
 				return store.ErrTokenInvalid
 			}
 		}
-		if c != nil {
-			if peers >= int64(etx.PeerLimit) {
-				return fmt.Errorf("%w: formation '%s' has reached its peer quota (%d)", store.ErrQuota, etx.AppID, etx.PeerLimit)
-			}
-		}
 		if _, err := br.Exec(); err != nil {
 			return mapErr(err, store.ErrOrgNotFound)
 		}
@@ -155,7 +149,15 @@ func (s *Store) enrollOne(ctx context.Context, etx store.EnrollTx) error {
 				return err
 			}
 		}
-		return br.Close()
+		if err := br.Close(); err != nil {
+			return err
+		}
+		// At the bound the exact count decides; a refusal rolls the
+		// transaction, and the rows queued above, back.
+		if c != nil && peers >= int64(etx.PeerLimit) {
+			return s.peerRoom(ctx, conn, etx)
+		}
+		return nil
 	})
 }
 
@@ -188,7 +190,9 @@ func (s *Store) RevokeCertificate(ctx context.Context, orgID, appID, serial stri
 	rows, _ := s.pool.Query(ctx, `WITH c AS (
 			UPDATE certificates SET revoked = true, revoked_at = $4
 			WHERE org_id = $1 AND app_id = $2 AND serial = $3 AND NOT revoked RETURNING `+certCols+`),
-		f AS (UPDATE formations SET revocation_seq = revocation_seq + 1, peer_count = peer_count - 1
+		f AS (UPDATE formations SET revocation_seq = revocation_seq + 1,
+				-- only a certificate still live is in the peer bound for sure (peers.go)
+				peer_count = peer_count - (SELECT CASE WHEN expires_at = 0 OR expires_at > $4 THEN 1 ELSE 0 END FROM c)
 			WHERE org_id = $1 AND app_id = $2 AND EXISTS (SELECT 1 FROM c))
 		SELECT `+certCols+` FROM c`, orgID, appID, serial, nowMs)
 	c, err := pgx.CollectExactlyOneRow(rows, scanCert)
@@ -197,6 +201,9 @@ func (s *Store) RevokeCertificate(ctx context.Context, orgID, appID, serial stri
 			return c, gerr
 		}
 		return c, store.ErrAlreadyRevoked
+	}
+	if err == nil {
+		s.peers.set([2]string{orgID, appID}, 0, false) // a slot may be free
 	}
 	return c, err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -318,8 +317,7 @@ func (s *Store) enrollMany(reqs []*enrollReq) ([]error, error) {
 				}
 			}
 			if e.Certificate != nil && f.peers+peersAdded[fk] >= int64(e.PeerLimit) {
-				results[i] = fmt.Errorf("%w: formation '%s' has reached its peer quota (%d)", store.ErrQuota, e.AppID, e.PeerLimit)
-				continue
+				return errDecline // at the bound the exact count decides (peerRoom)
 			}
 			if e.TokenID != "" {
 				tokenUses[[2]string{e.OrgID, e.TokenID}]++

@@ -38,8 +38,9 @@ const migrationLockKey int64 = 0x706561746d696772
 
 // Store implements store.Store on PostgreSQL.
 type Store struct {
-	pool *pgxpool.Pool
-	eq   *enrollQueue
+	pool  *pgxpool.Pool
+	eq    *enrollQueue
+	peers peerGuard
 }
 
 var _ store.Store = (*Store)(nil)

@@ -272,8 +272,9 @@ func TestEnrollLimitsUnderConcurrency(t *testing.T) {
 	n, errs = run(20, func(i int) store.EnrollTx {
 		tx := base(fmt.Sprintf("peer%02d", i), t0+2*3_600_000)
 		tx.PeerLimit = 4
-		tx.Certificate = &model.Certificate{Serial: fmt.Sprintf("c%02d", i), PeerID: "p", NodeID: "n", SubjectKey: "k",
-			Fingerprint: "f", Tier: "Endpoint", IssuedAt: t0, ExpiresAt: t0 + 1, AuditID: tx.Audit.AuditID, Raw: []byte{1}}
+		node := fmt.Sprintf("n%02d", i) // 20 different keys, none renewing
+		tx.Certificate = &model.Certificate{Serial: fmt.Sprintf("c%02d", i), PeerID: node, NodeID: node, SubjectKey: "key-" + node,
+			Fingerprint: "f", Tier: "Endpoint", IssuedAt: tx.NowMs, ExpiresAt: tx.NowMs + 86_400_000, AuditID: tx.Audit.AuditID, Raw: []byte{1}}
 		return tx
 	})
 	if n != 4 {

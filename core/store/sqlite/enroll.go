@@ -105,7 +105,9 @@ func (s *Store) enrollFn(e store.EnrollTx) (*enrollOp, func(t *txn) error) {
 		}
 
 		if e.Certificate != nil && r.peers >= int64(e.PeerLimit) {
-			return fmt.Errorf("%w: max_peers_per_formation %d", store.ErrQuota, e.PeerLimit)
+			if err := t.peerRoom(e); err != nil {
+				return err
+			}
 		}
 		if e.TokenID != "" {
 			if _, err := t.exec(`UPDATE enrollment_tokens SET uses = uses + 1 WHERE org_id = ? AND token_id = ?`, e.OrgID, e.TokenID); err != nil {
@@ -326,8 +328,16 @@ func (s *Store) RevokeCertificate(ctx context.Context, orgID, appID, serial stri
 			int64(nowMs), orgID, appID, serial); err != nil {
 			return err
 		}
-		_, err = t.exec(`UPDATE formations SET revocation_seq = revocation_seq + 1, peer_count = peer_count - 1
-			WHERE org_id = ? AND app_id = ?`, orgID, appID)
+		// Only a live certificate is in the peer bound for sure (peers.go).
+		live := int64(0)
+		if c.ExpiresAt == 0 || c.ExpiresAt > nowMs {
+			live = 1
+		}
+		_, err = t.exec(`UPDATE formations SET revocation_seq = revocation_seq + 1, peer_count = peer_count - ?
+			WHERE org_id = ? AND app_id = ?`, live, orgID, appID)
+		if err == nil {
+			delete(t.s.peerFull, [2]string{orgID, appID})
+		}
 		return err
 	})
 	return c, err

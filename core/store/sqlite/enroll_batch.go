@@ -193,8 +193,8 @@ func (t *txn) enrollBatch(ops []*enrollOp) ([]error, error) {
 			}
 		}
 		if e.Certificate != nil && f.peers+peersAdded[fk] >= int64(e.PeerLimit) {
-			results[i] = fmt.Errorf("%w: max_peers_per_formation %d", store.ErrQuota, e.PeerLimit)
-			continue
+			// At the bound the exact count decides (peerRoom).
+			return nil, errNoBatch
 		}
 		if e.TokenID != "" {
 			tokenUses[tk]++

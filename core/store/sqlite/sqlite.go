@@ -61,6 +61,9 @@ type Store struct {
 	wmu    sync.Mutex
 	wstmts map[string]*sql.Stmt
 	closed bool
+	// peerFull holds, per formation, when an exact peer count last found it
+	// full (peers.go).
+	peerFull map[[2]string]uint64
 	// ratePruned holds, per org, the cutoff minute of the last prune of its
 	// rate buckets, so Enroll deletes old buckets once a minute, not per call.
 	ratePruned map[string]int64
@@ -181,7 +184,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
-	s := &Store{w: w, wc: wc, wstmts: map[string]*sql.Stmt{}, ratePruned: map[string]int64{}, rstmts: map[string]*sql.Stmt{},
+	s := &Store{w: w, wc: wc, wstmts: map[string]*sql.Stmt{}, ratePruned: map[string]int64{}, peerFull: map[[2]string]uint64{}, rstmts: map[string]*sql.Stmt{},
 		rateByIndex: cfg.rateByIndex, pruneChunk: cfg.pruneChunk,
 		wq: make(chan *writeOp, 4*maxGroup), wqDone: make(chan struct{})}
 	go s.committer()

@@ -185,6 +185,42 @@ var enrollTests = []subtest{
 		zero.PeerLimit = 0
 		mustIs(t, s.Enroll(ctx, zero), store.ErrQuota, "peer limit 0")
 	}},
+	{"PeerQuotaCountsLiveNodes", func(t *testing.T, s store.Store) {
+		// A peer is a member key with a certificate neither revoked nor
+		// expired: renewals and expired certificates never lock the
+		// formation, and a new key is a new peer whatever its node_id.
+		mkOrg(t, s, "acme")
+		mkFormation(t, s, "acme", "app1")
+		enroll := func(serial, node string, now, expires uint64) error {
+			tx := enrollTx("acme", "app1", "aud-"+serial, now)
+			tx.PeerLimit = 2
+			c := cert("acme", "app1", serial, now)
+			c.NodeID, c.PeerID, c.SubjectKey, c.ExpiresAt = node, node, "key-"+node, expires
+			tx.Certificate = c
+			return s.Enroll(ctx, tx)
+		}
+		mustOK(t, enroll("x1", "node-x", t0, t0+5_000), "node x")
+		mustOK(t, enroll("y1", "node-y", t0, t0+50_000), "node y")
+		mustIs(t, enroll("z1", "node-z", t0+10, t0+100_000), store.ErrQuota, "a third node")
+		mustOK(t, enroll("x2", "node-x", t0+1_500, t0+60_000), "node x renews (same key) while its certificate is live")
+		newKey := enrollTx("acme", "app1", "aud-x9", t0+2_600)
+		newKey.PeerLimit = 2
+		newKey.Certificate = cert("acme", "app1", "x9", t0+2_600)
+		newKey.Certificate.NodeID, newKey.Certificate.PeerID = "node-x", "node-x"
+		mustIs(t, s.Enroll(ctx, newKey), store.ErrQuota, "a new key under a live node_id is a new peer")
+		mustIs(t, enroll("z2", "node-z", t0+30_000, t0+100_000), store.ErrQuota, "x and y still live")
+		mustOK(t, enroll("z3", "node-z", t0+61_000, t0+200_000), "every earlier certificate expired")
+		mustOK(t, enroll("w1", "node-w", t0+61_010, t0+200_000), "second live node")
+		mustIs(t, enroll("v1", "node-v", t0+61_020, t0+200_000), store.ErrQuota, "z and w live")
+		_, err := s.RevokeCertificate(ctx, "acme", "app1", "w1", t0+61_030)
+		mustOK(t, err, "revoke w1")
+		mustOK(t, enroll("v2", "node-v", t0+61_040, t0+200_000), "after revoking a live certificate")
+		// Revoking an expired certificate frees nothing: z and v are live.
+		_, err = s.RevokeCertificate(ctx, "acme", "app1", "x1", t0+62_000)
+		mustOK(t, err, "revoke expired x1")
+		mustIs(t, enroll("u1", "node-u", t0+63_100, t0+200_000), store.ErrQuota, "z and v live")
+		mustEqual(t, auditCount(t, s, "acme"), 6, "only approvals are audited")
+	}},
 }
 
 var certificateTests = []subtest{

@@ -71,8 +71,11 @@ func RandomEnroll(r *rand.Rand, i int, now uint64) store.EnrollTx {
 		Subject: "s", Decision: model.Decision{Approved: &model.Approval{Tier: model.TierEndpoint}}, TimestampMs: tx.NowMs}
 	if r.IntN(3) > 0 {
 		serial := fmt.Sprintf("ser-%d", i)
-		tx.Certificate = &model.Certificate{Serial: serial, PeerID: "p", NodeID: "n", SubjectKey: "k", Fingerprint: "f",
-			Tier: "Endpoint", IssuedAt: tx.NowMs, ExpiresAt: tx.NowMs + 1, AuditID: tx.Audit.AuditID, Raw: []byte{1}}
+		// Nodes from a small pool, so some enrollments are renewals, and a
+		// validity of a minute, so earlier peers expire as the mix goes on.
+		node := fmt.Sprintf("node-%d", r.IntN(16))
+		tx.Certificate = &model.Certificate{Serial: serial, PeerID: node, NodeID: node, SubjectKey: "key-" + node, Fingerprint: "f",
+			Tier: "Endpoint", IssuedAt: tx.NowMs, ExpiresAt: tx.NowMs + 60_000, AuditID: tx.Audit.AuditID, Raw: []byte{1}}
 		tx.Audit.Serial = &serial
 	}
 	return tx
