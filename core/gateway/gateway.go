@@ -157,7 +157,8 @@ func New(ctx context.Context, cfg config.Config, env config.Lookup, opts Options
 		return nil, err
 	}
 	var locker *cdc.PGLocker
-	if pg, ok := st.(*postgres.Store); ok {
+	pg, _ := st.(*postgres.Store)
+	if pg != nil {
 		// Taken before Instrument hides the concrete type: replicas on one
 		// database split the sinks with advisory locks.
 		locker = cdc.NewPGLockerFromPool(pg.Pool())
@@ -191,6 +192,10 @@ func New(ctx context.Context, cfg config.Config, env config.Lookup, opts Options
 	dsvc.SetOnCommit(func(orgs []string) { disp.Notify(orgs...) })
 	cctx, stopCDC := context.WithCancel(context.Background())
 	disp.Start(cctx)
+	if pg != nil {
+		// Changes accepted by another replica wake this one's workers.
+		go pg.WatchOutbox(cctx, log, func(org string) { disp.Notify(org) })
+	}
 	g := &Gateway{Config: cfg, Store: st, Provider: prov, Tenant: ten, Enroll: esvc, Docs: dsvc, Filters: fsvc, Registry: reg, Log: log,
 		Dispatcher: disp, sinkF: sf, locker: locker, stopCDC: stopCDC}
 	g.Server = api.New(api.Config{

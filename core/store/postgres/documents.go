@@ -323,6 +323,10 @@ func flush(ctx context.Context, c *pgx.Conn, orgs map[string]*orgState, forms ma
 			FROM unnest($1::text[], $2::text[], $3::int8[]) u(o, a, d) WHERE f.org_id = u.o AND f.app_id = u.a`,
 			fo, fa, fd)
 	}
+	if len(cOrgs) > 0 {
+		// Wakes the replicas' delivery workers at commit (WatchOutbox).
+		b.Queue(`SELECT pg_notify('`+outboxChannel+`', o) FROM unnest($1::text[]) o`, cOrgs)
+	}
 	// COMMIT rides in the same round trip.
 	b.Queue("COMMIT")
 	br := c.SendBatch(ctx, b)
@@ -375,8 +379,9 @@ func (s *Store) AppendEvent(ctx context.Context, ev model.CdcEvent) (int64, erro
 	var seq int64
 	err = s.pool.QueryRow(ctx, `WITH o AS (SELECT org_id FROM orgs WHERE org_id = $1 FOR KEY SHARE),
 		c AS (UPDATE outbox_counters SET last_seq = last_seq + 1, retained = retained + 1
-			WHERE org_id = (SELECT org_id FROM o) RETURNING last_seq)
-		INSERT INTO outbox (org_id, seq, created_at, event) SELECT $1, last_seq, $2, $3 FROM c RETURNING seq`,
+			WHERE org_id = (SELECT org_id FROM o) RETURNING last_seq),
+		i AS (INSERT INTO outbox (org_id, seq, created_at, event) SELECT $1, last_seq, $2, $3 FROM c RETURNING seq)
+		SELECT seq FROM i, (SELECT pg_notify('`+outboxChannel+`', $1)) n`,
 		ev.OrgID, ev.TimestampMs, raw).Scan(&seq)
 	return seq, one(err, store.ErrOrgNotFound)
 }
