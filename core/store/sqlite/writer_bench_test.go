@@ -31,14 +31,8 @@ func BenchmarkWriterEnrollParallel(b *testing.B) {
 	q := model.DefaultQuotas()
 	q.MaxEnrollmentsPerHour, q.MaxPeersPerFormation = math.MaxUint32, math.MaxUint32
 	const orgs = 10
-	for o := 0; o < orgs; o++ {
-		org := fmt.Sprintf("org%d", o)
-		if err := s.CreateOrg(bg, model.Organization{OrgID: org, Quotas: q}); err != nil {
-			b.Fatal(err)
-		}
-		if err := s.CreateFormation(bg, model.Formation{OrgID: org, AppID: "app1", Status: model.FormationActive}, nil); err != nil {
-			b.Fatal(err)
-		}
+	orgNames := seedBenchOrgs(b, s, q, orgs)
+	for _, org := range orgNames {
 		if err := s.CreateToken(bg, model.EnrollmentToken{TokenID: "tk", OrgID: org, AppID: "app1", Label: "x"}); err != nil {
 			b.Fatal(err)
 		}
@@ -81,12 +75,23 @@ func BenchmarkWriterEnrollParallel(b *testing.B) {
 	b.ReportMetric(float64(writtenBytes()-w0)/float64(b.N), "written-B/op")
 }
 
-var orgNames = func() (n []string) {
-	for o := 0; o < 10; o++ {
-		n = append(n, fmt.Sprintf("org%d", o))
+// seedBenchOrgs creates orgs org0…org{n-1} with quotas q, each with an
+// active formation app1, and returns their ids.
+func seedBenchOrgs(b *testing.B, s *Store, q model.OrgQuotas, n int) []string {
+	b.Helper()
+	var ids []string
+	for o := 0; o < n; o++ {
+		org := fmt.Sprintf("org%d", o)
+		if err := s.CreateOrg(bg, model.Organization{OrgID: org, Quotas: q}); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.CreateFormation(bg, model.Formation{OrgID: org, AppID: "app1", Status: model.FormationActive}, nil); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, org)
 	}
-	return n
-}()
+	return ids
+}
 
 // writtenBytes is what this process has passed to write system calls so
 // far (wchar of /proc/self/io), or 0 where that is not available.
@@ -173,15 +178,7 @@ func BenchmarkWriteDocumentsBatch(b *testing.B) {
 	q.MaxDocumentsPerFormation = math.MaxUint32
 	orgs, docs := 10, 10000
 	batch := benchBatch
-	for o := 0; o < orgs; o++ {
-		org := fmt.Sprintf("org%d", o)
-		if err := s.CreateOrg(bg, model.Organization{OrgID: org, Quotas: q}); err != nil {
-			b.Fatal(err)
-		}
-		if err := s.CreateFormation(bg, model.Formation{OrgID: org, AppID: "app1", Status: model.FormationActive}, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
+	seedBenchOrgs(b, s, q, orgs)
 	n := 0
 	mk := func(ws []store.DocumentWrite) {
 		for j := range ws {
